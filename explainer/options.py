@@ -1,0 +1,95 @@
+"""Per-method options with safe defaults and hard limits (DESIGN 6).
+
+These pydantic models are the single vocabulary of options: the API embeds them in its
+request schema (unknown keys are rejected), the CLI and audits pass them through, and
+provenance records their resolved values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+METHODS = ("saliency", "integrated_gradients", "shap", "lime", "tree")
+EXTRA_METHODS = ("smoothgrad", "gradcam", "occlusion")
+ALL_METHODS = METHODS + EXTRA_METHODS
+IMAGE_ONLY_METHODS = ("gradcam",)
+
+Baseline = Literal["zeros", "mean", "blur", "uniform"]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SaliencyOptions(_Options):
+    """captum Saliency: `abs=True` gives |d score / d x| (channels summed for images)."""
+
+    abs: bool = True
+
+
+class IntegratedGradientsOptions(_Options):
+    """captum IntegratedGradients (Gauss-Legendre rule)."""
+
+    n_steps: Annotated[int, Field(ge=2, le=1024)] = 50
+    baseline: Baseline | None = None  # None: the model's default_baseline
+
+
+class ShapOptions(_Options):
+    """shap: permutation/exact with an Independent masker (tabular), Partition (images)."""
+
+    algorithm: Literal["auto", "exact", "permutation", "partition", "gradient"] = "auto"
+    max_evals: Annotated[int, Field(ge=10, le=20000)] | None = None  # None: 2*F+1 / 500
+    background_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    blur_kernel: Annotated[int, Field(ge=1, le=128)] = 8  # images: the masker's blur size
+
+
+class LimeOptions(_Options):
+    """lime: LimeTabularExplainer (quartile discretisation) or LimeImageExplainer."""
+
+    num_samples: Annotated[int, Field(ge=50, le=20000)] = 1000
+    kernel_width: Annotated[float, Field(gt=0)] | None = None  # None: lime's default
+
+
+class TreeOptions(_Options):
+    """A local DecisionTreeRegressor fit on LIME's neighbourhood."""
+
+    max_depth: Annotated[int, Field(ge=1, le=10)] = 3
+    min_samples_leaf: Annotated[int, Field(ge=1, le=1000)] = 10
+    holdout_fraction: Annotated[float, Field(gt=0.0, lt=0.9)] = 0.25
+
+
+class SmoothGradOptions(_Options):
+    """captum NoiseTunnel(Saliency) with Gaussian noise."""
+
+    nt_samples: Annotated[int, Field(ge=1, le=256)] = 16
+    stdev: Annotated[float, Field(gt=0.0, le=10.0)] = 0.15  # fraction of the input's range
+
+
+class GradCamOptions(_Options):
+    """captum LayerGradCam on the model's `gradcam_layer` (or its last Conv2d)."""
+
+    layer: str | None = None
+
+
+class OcclusionOptions(_Options):
+    """captum Occlusion: a sliding window replaced by the baseline."""
+
+    window: Annotated[int, Field(ge=1, le=256)] = 8  # images: square window side
+    stride: Annotated[int, Field(ge=1, le=256)] = 4
+
+
+class ExplainOptions(_Options):
+    """Options of every method; only those of requested methods are used."""
+
+    saliency: SaliencyOptions = Field(default_factory=SaliencyOptions)
+    integrated_gradients: IntegratedGradientsOptions = Field(
+        default_factory=IntegratedGradientsOptions
+    )
+    shap: ShapOptions = Field(default_factory=ShapOptions)
+    lime: LimeOptions = Field(default_factory=LimeOptions)
+    tree: TreeOptions = Field(default_factory=TreeOptions)
+    smoothgrad: SmoothGradOptions = Field(default_factory=SmoothGradOptions)
+    gradcam: GradCamOptions = Field(default_factory=GradCamOptions)
+    occlusion: OcclusionOptions = Field(default_factory=OcclusionOptions)

@@ -1,0 +1,74 @@
+"""The Explanation data model: one result type that serialisation and rendering both read.
+
+Arrays are parallel and in input order: for tabular models one value per feature; for
+image models an `(H, W)` map at the model's input size (signed, channels summed), plus
+`segments` (an `(H, W)` integer map) for methods that work on superpixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# What the attributions explain, per method (`units` of the result).
+UNITS_SCORE = "score"  # contributions to the target score (logit or probability)
+UNITS_GRADIENT = "gradient"  # d score / d input (saliency, smoothgrad)
+UNITS_RELEVANCE = "relevance"  # Grad-CAM: non-negative class-discriminative relevance
+
+
+@dataclass(frozen=True)
+class Target:
+    """The class whose score is explained."""
+
+    index: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's prediction for one instance."""
+
+    index: int
+    label: str
+    probabilities: list[float]
+
+
+@dataclass(frozen=True)
+class TreeSurrogate:
+    """A local decision-tree surrogate: the input's path and the whole tree."""
+
+    rules: list[str]  # conditions on the input's own path, in original units
+    leaf_value: float  # the surrogate's prediction for the input
+    tree: dict[str, Any]  # the whole tree: nodes with feature, threshold, value, children
+
+
+@dataclass
+class Explanation:
+    """One method's explanation of one instance toward one target."""
+
+    method: str
+    attributions: np.ndarray  # (F,) for tabular, (H, W) for images
+    score_kind: str  # "logit" or "probability": the explained score
+    units: str  # UNITS_*: how to read the attribution values
+    base_value: float | None = None  # SHAP expected value, LIME intercept, tree root mean
+    quality: dict[str, float] = field(default_factory=dict)
+    segments: np.ndarray | None = None  # (H, W) superpixel ids for superpixel methods
+    segment_weights: np.ndarray | None = None  # one weight per superpixel (LIME, tree)
+    surrogate: TreeSurrogate | None = None  # only for the "tree" method
+    timing_ms: float = 0.0
+
+
+@dataclass
+class InstanceExplanation:
+    """Every requested method's explanation of one instance."""
+
+    prediction: Prediction
+    target: Target
+    score: float  # the model's target score for this instance
+    methods: dict[str, Explanation] = field(default_factory=dict)
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return {name: exp.timing_ms for name, exp in self.methods.items()}

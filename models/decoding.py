@@ -1,0 +1,169 @@
+"""Decode request instances into one float tensor batch in the model's input space.
+
+Tabular rows become `(N, F)` float32 in original units (categories as their index);
+images become `(N, C, H, W)` float32 pixels in [0, 1] at the model's size. Normalisation
+(mean/std) is applied later, inside `ModelHandle.forward`, so that every attribution and
+baseline lives in the same human-readable space as the input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from models.errors import ErrorItem, InvalidInput, LimitExceeded
+from models.spec import ImageSpec, TabularSpec
+
+ALLOWED_IMAGE_FORMATS = ("PNG", "JPEG")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Limits checked on the image header before any pixel is decoded."""
+
+    max_pixels: int = 4096 * 4096
+    max_bytes: int = 20 * 1024 * 1024
+
+
+def _number(value: Any, loc: tuple[str | int, ...]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput("a feature value is not a number", [ErrorItem(loc, "must be a number")])
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInput("a feature value is not finite", [ErrorItem(loc, "must be finite")])
+    return number
+
+
+def _tabular_value(spec: TabularSpec, feature: str, value: Any, loc: tuple[str | int, ...]) -> float:
+    categories = spec.categorical.get(feature)
+    if categories is not None:
+        if isinstance(value, str):
+            if value not in categories:
+                raise InvalidInput(
+                    f"unknown category for feature {feature!r}",
+                    [ErrorItem(loc, f"must be one of {categories}")],
+                )
+            return float(categories.index(value))
+        code = _number(value, loc)
+        if code != int(code) or not 0 <= code < len(categories):
+            raise InvalidInput(
+                f"bad category code for feature {feature!r}",
+                [ErrorItem(loc, f"must be a category name or an index below {len(categories)}")],
+            )
+        return code
+    number = _number(value, loc)
+    bounds = spec.ranges.get(feature)
+    if bounds is not None and not bounds.min <= number <= bounds.max:
+        raise InvalidInput(
+            f"feature {feature!r} out of its valid range",
+            [ErrorItem(loc, f"must be within [{bounds.min}, {bounds.max}]")],
+        )
+    return number
+
+
+def decode_tabular_row(spec: TabularSpec, row: Any, index: int) -> list[float]:
+    """One row: an object keyed by feature name, or a list in feature order."""
+    loc: tuple[str | int, ...] = ("instances", index)
+    if isinstance(row, Mapping):
+        unknown = sorted(set(row) - set(spec.features))
+        missing = [f for f in spec.features if f not in row]
+        errors = [ErrorItem((*loc, name), "unknown feature") for name in unknown]
+        errors += [ErrorItem((*loc, name), "missing feature") for name in missing]
+        if errors:
+            raise InvalidInput("instance does not match the model's features", errors)
+        return [_tabular_value(spec, f, row[f], (*loc, f)) for f in spec.features]
+    if isinstance(row, Sequence) and not isinstance(row, str | bytes):
+        if len(row) != len(spec.features):
+            raise InvalidInput(
+                "instance has the wrong number of values",
+                [ErrorItem(loc, f"expected {len(spec.features)} values, got {len(row)}")],
+            )
+        return [
+            _tabular_value(spec, f, v, (*loc, i)) for i, (f, v) in enumerate(zip(spec.features, row))
+        ]
+    raise InvalidInput(
+        "instance must be an object keyed by feature name or a list in feature order",
+        [ErrorItem(loc, "must be an object or a list")],
+    )
+
+
+def decode_tabular(spec: TabularSpec, rows: Sequence[Any]) -> np.ndarray:
+    """All rows -> `(N, F)` float32."""
+    return np.asarray([decode_tabular_row(spec, row, i) for i, row in enumerate(rows)], np.float32)
+
+
+def open_image(data: bytes, limits: ImageLimits, loc: tuple[str | int, ...]) -> Image.Image:
+    """Open PNG/JPEG bytes, checking size and pixel count from the header before decoding."""
+    if len(data) > limits.max_bytes:
+        raise LimitExceeded(
+            "image file too large", [ErrorItem(loc, f"at most {limits.max_bytes} bytes")]
+        )
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_IMAGE_FORMATS)
+    except Image.UnidentifiedImageError:
+        raise InvalidInput(
+            "not a PNG or JPEG image", [ErrorItem(loc, "must be a PNG or JPEG image")]
+        ) from None
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise LimitExceeded(
+            "image has too many pixels",
+            [ErrorItem(loc, f"{width}x{height} exceeds the limit of {limits.max_pixels} pixels")],
+        )
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(
+            "image data is corrupt", [ErrorItem(loc, f"cannot decode: {type(exc).__name__}")]
+        ) from None
+    return image
+
+
+def image_to_array(image: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """Convert to the model's channels and size -> `(C, H, W)` float32 in [0, 1]."""
+    mode = "RGB" if spec.channels == 3 else "L"
+    converted = image.convert(mode)
+    if converted.size != (spec.width, spec.height):
+        converted = converted.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(converted, dtype=np.float32) / 255.0
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def decode_base64(text: Any, loc: tuple[str | int, ...]) -> bytes:
+    """Strict base64 (standard alphabet; a data-URL prefix is accepted)."""
+    if not isinstance(text, str):
+        raise InvalidInput("b64 must be a string", [ErrorItem(loc, "must be a base64 string")])
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("invalid base64", [ErrorItem(loc, "invalid base64")]) from None
+
+
+def decode_images(spec: ImageSpec, instances: Sequence[Any], limits: ImageLimits) -> np.ndarray:
+    """Instances `{"b64": ...}` (or raw bytes from a multipart upload) -> `(N, C, H, W)`."""
+    arrays = []
+    for index, instance in enumerate(instances):
+        loc: tuple[str | int, ...] = ("instances", index)
+        if isinstance(instance, bytes):
+            data = instance
+        elif isinstance(instance, Mapping) and set(instance) == {"b64"}:
+            data = decode_base64(instance["b64"], (*loc, "b64"))
+        else:
+            raise InvalidInput(
+                "image instances must be {\"b64\": \"<base64 PNG or JPEG>\"}",
+                [ErrorItem(loc, "must be an object with the single key 'b64'")],
+            )
+        arrays.append(image_to_array(open_image(data, limits, loc), spec))
+    return np.stack(arrays).astype(np.float32)

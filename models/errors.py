@@ -1,0 +1,72 @@
+"""Exceptions that carry their HTTP status (KServe style), shared by every layer.
+
+They live in `models` because both `explainer` and `api` may import it; `api` turns
+them into RFC 9457 problem responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ErrorItem:
+    """One problem with a request: where (`loc`) and what (`msg`)."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+
+
+@dataclass
+class ServiceError(Exception):
+    """Base class: a title, a detail and the HTTP status it maps to."""
+
+    detail: str
+    errors: list[ErrorItem] = field(default_factory=list)
+    status = 500
+    title = "Internal error"
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class InvalidInput(ServiceError):
+    """The request's content cannot be used (shape, type, value, format)."""
+
+    status = 422
+    title = "Invalid input"
+
+
+class LimitExceeded(ServiceError):
+    """A configured limit (pixels, instances, samples...) was exceeded."""
+
+    status = 422
+    title = "Limit exceeded"
+
+
+class PayloadTooLarge(ServiceError):
+    """The body or an uploaded file is larger than allowed."""
+
+    status = 413
+    title = "Payload too large"
+
+
+class NotFound(ServiceError):
+    """A model, explanation or job that does not exist (or is not the caller's)."""
+
+    status = 404
+    title = "Not found"
+
+
+class ModelNotReady(ServiceError):
+    """The model failed to load or is still loading."""
+
+    status = 503
+    title = "Model not ready"
+
+
+class DeviceOutOfMemory(ServiceError):
+    """The device ran out of memory even at the smallest chunk size."""
+
+    status = 503
+    title = "Device out of memory"

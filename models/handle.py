@@ -1,0 +1,138 @@
+"""ModelHandle: one model of the repository, loaded once, run on one device.
+
+Loading is separate from inference (KServe style): `load()` reads the artifact and the
+background and sets `ready`; `decode()` turns request instances into a tensor batch;
+`forward()` maps input-space tensors to the model's raw outputs (logits or probabilities).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.artifacts import load_artifact, sha256_of
+from models.decoding import ImageLimits, decode_images, decode_tabular
+from models.errors import InvalidInput, ModelNotReady
+from models.spec import ModelConfigError, ModelSpec
+
+BACKGROUND_FILE = "background.npz"
+
+
+class ModelHandle:
+    """A model described by `model.toml`, its weights and its background data."""
+
+    def __init__(self, directory: Path, spec: ModelSpec) -> None:
+        self.directory = directory
+        self.spec = spec
+        self.module: torch.nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.sha256 = ""
+        # Background in input space: (B, F) rows or (B, C, H, W) pixels in [0, 1].
+        self.background: torch.Tensor | None = None
+        self._mean: torch.Tensor | None = None
+        self._std: torch.Tensor | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def ready(self) -> bool:
+        return self.module is not None
+
+    @property
+    def is_image(self) -> bool:
+        return self.spec.modality == "image"
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Tabular feature names in input order (empty for image models)."""
+        return list(self.spec.tabular.features) if self.spec.tabular else []
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one instance in input space: `(F,)` or `(C, H, W)`."""
+        if self.spec.image is not None:
+            return (self.spec.image.channels, self.spec.image.height, self.spec.image.width)
+        return (len(self.feature_names),)
+
+    def load(self, device: torch.device | str = "cpu") -> ModelHandle:
+        """Load weights and background onto `device`; returns self."""
+        self.device = torch.device(device)
+        module = load_artifact(self.directory, self.spec)
+        self.sha256 = sha256_of(self.directory / self.spec.artifact)
+        self.background = self._load_background()
+        if self.spec.image is not None:
+            shape = (1, self.spec.image.channels, 1, 1)
+            self._mean = torch.tensor(self.spec.image.mean).reshape(shape).to(self.device)
+            self._std = torch.tensor(self.spec.image.std).reshape(shape).to(self.device)
+        self.module = module.to(self.device)
+        return self
+
+    def _load_background(self) -> torch.Tensor | None:
+        path = self.directory / BACKGROUND_FILE
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive:
+                raise ModelConfigError(path, "x", "background.npz must hold an array named 'x'")
+            data = np.asarray(archive["x"])
+        if self.spec.image is not None and data.dtype == np.uint8:
+            data = data.astype(np.float32) / 255.0
+        data = data.astype(np.float32)
+        if data.ndim < 2 or tuple(data.shape[1:]) != self.input_shape:
+            raise ModelConfigError(
+                path, "x", f"shape {data.shape} does not match instances of {self.input_shape}"
+            )
+        return torch.from_numpy(data).to(self.device)
+
+    def decode(self, instances: Sequence[Any], image_limits: ImageLimits | None = None) -> torch.Tensor:
+        """Request instances -> one input-space batch on the device."""
+        if not instances:
+            raise InvalidInput("no instances given")
+        if self.spec.image is not None:
+            array = decode_images(self.spec.image, instances, image_limits or ImageLimits())
+        else:
+            assert self.spec.tabular is not None
+            array = decode_tabular(self.spec.tabular, instances)
+        return torch.from_numpy(array).to(self.device)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the normalisation the model expects (images); identity for tabular."""
+        if self._mean is None or self._std is None:
+            return x
+        return (x - self._mean) / self._std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Input-space batch -> raw outputs `(N, classes)`, differentiable."""
+        if self.module is None:
+            raise ModelNotReady(f"model {self.name!r} is not loaded")
+        output = self.module(self.normalise(x))
+        return output.float()
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Raw outputs -> class probabilities."""
+        if self.spec.output == "logits":
+            return torch.softmax(outputs, dim=-1)
+        return outputs
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for listings."""
+        info: dict[str, Any] = {
+            "name": self.spec.name,
+            "version": self.spec.version,
+            "modality": self.spec.modality,
+            "classes": list(self.spec.classes),
+            "output": self.spec.output,
+            "sha256": self.sha256,
+        }
+        if self.spec.tabular is not None:
+            info["features"] = list(self.spec.tabular.features)
+        if self.spec.image is not None:
+            image = self.spec.image
+            info["image"] = {"height": image.height, "width": image.width, "channels": image.channels}
+        return info

@@ -1,0 +1,178 @@
+"""The `model.toml` schema (DESIGN 3.1) and its parser.
+
+A bad file raises :class:`ModelConfigError` naming the file and the offending key, so that a
+repository with one broken model still serves the others.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Modality = Literal["tabular", "image"]
+ArtifactFormat = Literal["torchscript", "export", "safetensors"]
+OutputKind = Literal["logits", "probabilities"]
+
+
+class ModelConfigError(ValueError):
+    """A `model.toml` that cannot be used: names the file and the key."""
+
+    def __init__(self, path: Path, key: str, message: str) -> None:
+        super().__init__(f"{path}: key '{key}': {message}")
+        self.path = path
+        self.key = key
+        self.message = message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureRange(_Strict):
+    """Valid range of a numeric feature, in its own units (inclusive)."""
+
+    min: float
+    max: float
+
+
+class TabularSpec(_Strict):
+    """Tabular input description: feature order and optional metadata."""
+
+    features: Annotated[list[str], Field(min_length=1)]
+    # Units shown next to each feature (e.g. "mm", "EUR/year").
+    units: dict[str, str] = Field(default_factory=dict)
+    # Valid ranges; inputs outside are rejected with a 422.
+    ranges: dict[str, FeatureRange] = Field(default_factory=dict)
+    # Categorical features: the model receives the category's index in this list.
+    categorical: dict[str, list[str]] = Field(default_factory=dict)
+    # Adverse-action texts per feature, e.g. "Debt-to-income ratio too high".
+    reasons: dict[str, str] = Field(default_factory=dict)
+    # Index of the adverse class (for reason codes), e.g. the "default" class.
+    adverse_class: int | None = None
+
+    @model_validator(mode="after")
+    def _known_features(self) -> TabularSpec:
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features: names must be unique")
+        known = set(self.features)
+        for key in ("units", "ranges", "categorical", "reasons"):
+            unknown = sorted(set(getattr(self, key)) - known)
+            if unknown:
+                raise ValueError(f"{key}: unknown feature(s) {unknown}")
+        for name, cats in self.categorical.items():
+            if len(cats) < 2 or len(set(cats)) != len(cats):
+                raise ValueError(f"categorical.{name}: needs at least two distinct categories")
+        return self
+
+
+class ImageSpec(_Strict):
+    """Image input description: size, channels and the normalisation the model expects."""
+
+    height: Annotated[int, Field(ge=8, le=4096)]
+    width: Annotated[int, Field(ge=8, le=4096)]
+    channels: Literal[1, 3]
+    mean: list[float]
+    std: list[float]
+    # Dotted path of the convolution layer used by Grad-CAM, e.g. "features.3".
+    gradcam_layer: str | None = None
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> ImageSpec:
+        for key in ("mean", "std"):
+            if len(getattr(self, key)) != self.channels:
+                raise ValueError(f"{key}: needs one value per channel ({self.channels})")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std: values must be positive")
+        return self
+
+
+class ModelLimits(_Strict):
+    """Per-model overrides of the service limits."""
+
+    max_instances: Annotated[int, Field(ge=1)] | None = None
+    max_n_steps: Annotated[int, Field(ge=1)] | None = None
+    max_num_samples: Annotated[int, Field(ge=10)] | None = None
+    max_depth: Annotated[int, Field(ge=1)] | None = None
+
+
+class ModelSpec(_Strict):
+    """A parsed, validated `model.toml`."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    modality: Modality
+    format: ArtifactFormat
+    artifact: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    classes: Annotated[list[str], Field(min_length=2)]
+    output: OutputKind
+    factory: str | None = None
+    description: str = ""
+    # Default IG baseline: "zeros" | "mean" | "blur" | "uniform".
+    default_baseline: Literal["zeros", "mean", "blur", "uniform"] = "zeros"
+    # An example input (a tabular row keyed by feature name) for docs and the viewer.
+    example: dict[str, float | str] | None = None
+    tabular: TabularSpec | None = None
+    image: ImageSpec | None = None
+    limits: ModelLimits = Field(default_factory=ModelLimits)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.modality == "tabular" and self.tabular is None:
+            raise ValueError("tabular: required when modality = 'tabular'")
+        if self.modality == "image" and self.image is None:
+            raise ValueError("image: required when modality = 'image'")
+        if self.format == "safetensors" and not self.factory:
+            raise ValueError("factory: required when format = 'safetensors'")
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError("factory: must look like 'package.module:function'")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes: names must be unique")
+        if self.tabular and self.tabular.adverse_class is not None:
+            if not 0 <= self.tabular.adverse_class < len(self.classes):
+                raise ValueError("tabular.adverse_class: out of range of classes")
+        if self.example is not None and self.tabular is not None:
+            missing = sorted(set(self.tabular.features) - set(self.example))
+            if missing:
+                raise ValueError(f"example: missing feature(s) {missing}")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _first_error_key(error: ValidationError) -> tuple[str, str]:
+    """The dotted key and message of the first validation error."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    msg = str(first["msg"])
+    # Model-level validators report "field: message" with an empty location.
+    if not loc and ": " in msg:
+        key, _, msg = msg.removeprefix("Value error, ").partition(": ")
+        return key, msg
+    if first["type"] == "missing":
+        msg = "missing required key"
+    elif first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    if ": " in msg and msg.startswith("Value error, "):
+        sub, _, msg = msg.removeprefix("Value error, ").partition(": ")
+        loc.append(sub)
+    return ".".join(loc) or "<root>", msg
+
+
+def parse_model_toml(path: Path) -> ModelSpec:
+    """Read and validate one `model.toml`; raise ModelConfigError naming the key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelConfigError(path, "<syntax>", str(exc)) from None
+    except OSError as exc:
+        raise ModelConfigError(path, "<file>", exc.strerror or str(exc)) from None
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        key, msg = _first_error_key(exc)
+        raise ModelConfigError(path, key, msg) from None
