@@ -27,7 +27,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# The browser tests drive Debian's chromium (no browser download is possible here).
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: lint typecheck $(CHROMIUM)
 	$(PY) -m pytest -q
 
 clean:

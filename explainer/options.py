@@ -49,7 +49,9 @@ class LimeOptions(_Options):
     """lime: LimeTabularExplainer (quartile discretisation) or LimeImageExplainer."""
 
     num_samples: Annotated[int, Field(ge=50, le=20000)] = 1000
-    kernel_width: Annotated[float, Field(gt=0)] | None = None  # None: lime's default
+    kernel_width: Annotated[float, Field(gt=0, le=1000)] | None = None  # None: lime's default
+    # Images: a hidden superpixel takes its own mean colour (lime's default) or black (zero).
+    hide_color: Literal["mean", "zero"] = "mean"
 
 
 class TreeOptions(_Options):

@@ -72,7 +72,7 @@ def _resolve_factory(spec_path: Path, factory: str) -> Callable[[], torch.nn.Mod
         raise ModelConfigError(spec_path, "factory", f"cannot import {factory!r}: {exc}") from None
     if not callable(function):
         raise ModelConfigError(spec_path, "factory", f"{factory!r} is not callable")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def _load_safetensors(path: Path, spec: ModelSpec, spec_path: Path) -> torch.nn.Module:
@@ -85,7 +85,9 @@ def _load_safetensors(path: Path, spec: ModelSpec, spec_path: Path) -> torch.nn.
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ArtifactError(f"{path.name}: weights do not fit the factory's module: {exc}") from None
+        raise ArtifactError(
+            f"{path.name}: weights do not fit the factory's module: {exc}"
+        ) from None
     return module
 
 

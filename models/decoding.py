@@ -42,7 +42,9 @@ def _number(value: Any, loc: tuple[str | int, ...]) -> float:
     return number
 
 
-def _tabular_value(spec: TabularSpec, feature: str, value: Any, loc: tuple[str | int, ...]) -> float:
+def _tabular_value(
+    spec: TabularSpec, feature: str, value: Any, loc: tuple[str | int, ...]
+) -> float:
     categories = spec.categorical.get(feature)
     if categories is not None:
         if isinstance(value, str):
@@ -87,7 +89,8 @@ def decode_tabular_row(spec: TabularSpec, row: Any, index: int) -> list[float]:
                 [ErrorItem(loc, f"expected {len(spec.features)} values, got {len(row)}")],
             )
         return [
-            _tabular_value(spec, f, v, (*loc, i)) for i, (f, v) in enumerate(zip(spec.features, row))
+            _tabular_value(spec, f, v, (*loc, i))
+            for i, (f, v) in enumerate(zip(spec.features, row, strict=True))
         ]
     raise InvalidInput(
         "instance must be an object keyed by feature name or a list in feature order",
@@ -162,7 +165,7 @@ def decode_images(spec: ImageSpec, instances: Sequence[Any], limits: ImageLimits
             data = decode_base64(instance["b64"], (*loc, "b64"))
         else:
             raise InvalidInput(
-                "image instances must be {\"b64\": \"<base64 PNG or JPEG>\"}",
+                'image instances must be {"b64": "<base64 PNG or JPEG>"}',
                 [ErrorItem(loc, "must be an object with the single key 'b64'")],
             )
         arrays.append(image_to_array(open_image(data, limits, loc), spec))

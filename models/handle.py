@@ -31,7 +31,8 @@ class ModelHandle:
         self.module: torch.nn.Module | None = None
         self.device = torch.device("cpu")
         self.sha256 = ""
-        # Background in input space: (B, F) rows or (B, C, H, W) pixels in [0, 1].
+        # Background in input space: (B, F) rows or (B, C, H, W) pixels in [0, 1]. On disk,
+        # `background.npz` holds "x": (B, F) floats, (B, H, W, C) uint8 or (B, C, H, W) floats.
         self.background: torch.Tensor | None = None
         self._mean: torch.Tensor | None = None
         self._std: torch.Tensor | None = None
@@ -81,16 +82,19 @@ class ModelHandle:
             if "x" not in archive:
                 raise ModelConfigError(path, "x", "background.npz must hold an array named 'x'")
             data = np.asarray(archive["x"])
-        if self.spec.image is not None and data.dtype == np.uint8:
-            data = data.astype(np.float32) / 255.0
-        data = data.astype(np.float32)
+        if self.spec.image is not None and data.dtype == np.uint8 and data.ndim == 4:
+            # Pixels as stored by image tools: (B, H, W, C) uint8 -> (B, C, H, W) in [0, 1].
+            data = data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+        data = np.ascontiguousarray(data, dtype=np.float32)
         if data.ndim < 2 or tuple(data.shape[1:]) != self.input_shape:
             raise ModelConfigError(
                 path, "x", f"shape {data.shape} does not match instances of {self.input_shape}"
             )
         return torch.from_numpy(data).to(self.device)
 
-    def decode(self, instances: Sequence[Any], image_limits: ImageLimits | None = None) -> torch.Tensor:
+    def decode(
+        self, instances: Sequence[Any], image_limits: ImageLimits | None = None
+    ) -> torch.Tensor:
         """Request instances -> one input-space batch on the device."""
         if not instances:
             raise InvalidInput("no instances given")
@@ -134,5 +138,9 @@ class ModelHandle:
             info["features"] = list(self.spec.tabular.features)
         if self.spec.image is not None:
             image = self.spec.image
-            info["image"] = {"height": image.height, "width": image.width, "channels": image.channels}
+            info["image"] = {
+                "height": image.height,
+                "width": image.width,
+                "channels": image.channels,
+            }
         return info

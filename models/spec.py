@@ -130,9 +130,9 @@ class ModelSpec(_Strict):
             raise ValueError("factory: must look like 'package.module:function'")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError("classes: names must be unique")
-        if self.tabular and self.tabular.adverse_class is not None:
-            if not 0 <= self.tabular.adverse_class < len(self.classes):
-                raise ValueError("tabular.adverse_class: out of range of classes")
+        adverse = self.tabular.adverse_class if self.tabular else None
+        if adverse is not None and not 0 <= adverse < len(self.classes):
+            raise ValueError("tabular.adverse_class: out of range of classes")
         if self.example is not None and self.tabular is not None:
             missing = sorted(set(self.tabular.features) - set(self.example))
             if missing:

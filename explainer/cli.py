@@ -1,0 +1,268 @@
+"""The `explainer` command line: serve, models, explain (subcommands in `COMMANDS`).
+
+Exit codes: 0 ok, 2 bad usage or input, 1 failure. `serve` is the only command that
+imports `api` (lazily); add a subcommand by adding an entry to `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class UsageError(Exception):
+    """Bad arguments or input files (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---- serve ----
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback host without API keys"
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from api.config import ApiConfig, ConfigError
+    from api.server import serve
+
+    if args.workers < 1 or args.threads < 1 or not 0 < args.port < 65536:
+        raise UsageError("--workers and --threads must be positive and --port in 1..65535")
+    overrides = {"model_repo": args.model_repo} if args.model_repo else {}
+    try:
+        config = ApiConfig.from_env(overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if not config.api_keys and not _is_loopback(args.host) and not args.insecure:
+        raise UsageError(
+            f"refusing to serve on {args.host} without API keys: set EXPLAINER_API_KEYS "
+            "or pass --insecure"
+        )
+    serve(config, args.host, args.port, args.workers, args.threads)
+    return EXIT_OK
+
+
+# ---- models ----
+
+
+def _models_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _repository(path: Path | None, device: str = "cpu") -> Any:
+    from models.repository import ModelRepository, default_repository_path
+
+    root = path or default_repository_path()
+    if not root.is_dir():
+        raise UsageError(f"model repository {root} is not a directory")
+    return ModelRepository(root).load(device)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from explainer import available_methods
+
+    repository = _repository(args.model_repo)
+    rows = []
+    for name in repository.names():
+        handle = repository.get(name)
+        rows.append({**handle.describe(), "methods": available_methods(handle)})
+    if args.json:
+        print(json.dumps({"models": rows, "errors": repository.errors}, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['name']}\t{row['version']}\t{row['modality']}\t{','.join(row['classes'])}")
+    for directory, message in repository.errors.items():
+        print(f"error: {directory}: {message}", file=sys.stderr)
+    return EXIT_FAILURE if repository.errors else EXIT_OK
+
+
+# ---- explain ----
+
+
+def _explain_arguments(parser: argparse.ArgumentParser) -> None:
+    from explainer.options import ALL_METHODS
+
+    parser.add_argument("model")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help='a JSON file of instances (a list or {"instances": [...]}) or PNG/JPEG files',
+    )
+    parser.add_argument(
+        "--methods", nargs="+", choices=ALL_METHODS, help="default: the model's five methods"
+    )
+    parser.add_argument("--out", type=Path, default=Path("explanations"))
+    parser.add_argument("--target", default="predicted", help="'predicted', an index or a label")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _read_instances(paths: Sequence[Path]) -> list[Any]:
+    """JSON files (a list of instances, `{"instances": [...]}` or one row) and image files."""
+    instances: list[Any] = []
+    for path in paths:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            instances.append(path.read_bytes())
+        elif suffix == ".json":
+            try:
+                data = json.loads(path.read_bytes(), parse_constant=_reject_constant)
+            except ValueError:
+                raise UsageError(f"{path}: not valid JSON (NaN and Infinity are refused)") from None
+            if isinstance(data, dict) and "instances" in data:
+                data = data["instances"]
+            instances.extend(data if isinstance(data, list) else [data])
+        else:
+            raise UsageError(f"{path}: expected a .json, .png, .jpg or .jpeg file")
+    return instances
+
+
+def _target(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from explainer import (
+        METHODS,
+        Engine,
+        ExplainOptions,
+        available_methods,
+        check_methods,
+        explain,
+        resolve_target,
+    )
+    from explainer.render import (
+        bar_chart_png,
+        heatmap_png,
+        instance_document,
+        model_reference,
+        provenance,
+    )
+
+    engine = Engine(device=args.device)
+    handle = _repository(args.model_repo, str(engine.device)).get(args.model)
+    supported = available_methods(handle)
+    methods = check_methods(handle, args.methods or [m for m in METHODS if m in supported])
+    target = _target(args.target)
+    resolve_target(handle, target)
+    inputs = handle.decode(_read_instances(args.inputs))
+    options = ExplainOptions()
+    results = explain(handle, inputs, methods, target, options, args.seed, engine)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pixels = inputs.cpu().numpy()
+    for i, result in enumerate(results):
+        for name, explanation in result.methods.items():
+            text = {
+                "model": handle.name,
+                "version": handle.spec.version,
+                "method": name,
+                "target": result.target.label,
+            }
+            if handle.is_image:
+                png = heatmap_png(explanation.attributions, image=pixels[i], text=text)
+            else:
+                png = bar_chart_png(
+                    explanation.attributions,
+                    handle.feature_names,
+                    title=f"{name}: toward {result.target.label}",
+                    text=text,
+                )
+            (args.out / f"{i}_{name}.png").write_bytes(png)
+    document = {
+        "model": model_reference(handle),
+        "inputs": [str(path) for path in args.inputs],
+        "explanations": [
+            instance_document(handle, i, result, lambda i, name: f"{i}_{name}.png")
+            for i, result in enumerate(results)
+        ],
+        "provenance": provenance(
+            handle,
+            device=str(engine.device),
+            seed=args.seed,
+            target=target,
+            methods=methods,
+            options=options,
+        ),
+    }
+    out_file = args.out / "explanation.json"
+    out_file.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    print(out_file)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": Command("run the HTTP API under gunicorn", _serve_arguments, _serve),
+    "models": Command("list the models of a repository", _models_arguments, _models),
+    "explain": Command("explain instances, writing JSON and PNGs", _explain_arguments, _explain),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explainer", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.add_arguments(subparsers.add_parser(name, help=command.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the command, map errors to exit codes."""
+    from models.errors import ServiceError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except UsageError as exc:
+        print(f"explainer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServiceError as exc:
+        print(f"explainer: error: {exc.detail}", file=sys.stderr)
+        for item in exc.errors:
+            print(f"  at {'.'.join(map(str, item.loc))}: {item.msg}", file=sys.stderr)
+        return EXIT_USAGE if 400 <= exc.status < 500 else EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except Exception as exc:  # the last resort: one line, no traceback
+        print(f"explainer: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

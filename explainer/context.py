@@ -1,0 +1,64 @@
+"""What every method receives: the model, the engine, the batch, targets, options, seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from explainer.engine import Engine
+from explainer.options import ExplainOptions
+from explainer.result import UNITS_SCORE
+from models.errors import InvalidInput
+from models.handle import ModelHandle
+
+
+@dataclass
+class MethodContext:
+    """One request's inputs, shared by the methods it asks for."""
+
+    handle: ModelHandle
+    engine: Engine
+    inputs: torch.Tensor  # (N, F) or (N, C, H, W), input space, on the device
+    targets: list[int]  # the explained class of each instance
+    scores: np.ndarray  # (N,) the model's target score of each instance
+    options: ExplainOptions
+    seed: int
+    # Shared between methods of one request (segmentations, LIME's neighbourhood).
+    shared: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def score_kind(self) -> str:
+        return "logit" if self.handle.spec.output == "logits" else "probability"
+
+    @property
+    def units(self) -> str:
+        return UNITS_SCORE
+
+    @property
+    def is_image(self) -> bool:
+        return self.handle.is_image
+
+    @cached_property
+    def target_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.targets, dtype=torch.long, device=self.inputs.device)
+
+    def background(self, method: str) -> torch.Tensor:
+        """The model's background data, or a 422 naming the method that needs it."""
+        if self.handle.background is None:
+            raise InvalidInput(f"method {method!r} needs the model's background.npz")
+        return self.handle.background
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model as captum sees it: input space -> raw outputs, through the engine."""
+        return self.engine.forward(self.handle, x)
+
+
+def to_map(attributions: torch.Tensor, is_image: bool) -> list[np.ndarray]:
+    """`(N, F)` -> N vectors; `(N, C, H, W)` -> N `(H, W)` maps with channels summed."""
+    array = attributions.detach().float().cpu().numpy()
+    if is_image:
+        array = array.sum(axis=1)
+    return [np.asarray(row, dtype=np.float64) for row in array]

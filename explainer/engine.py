@@ -1,0 +1,121 @@
+"""The Engine: owns the device and runs every model evaluation, in chunks.
+
+Every method reaches the model through `Engine.forward` (with gradients, for captum) or
+`Engine.evaluate` (inference mode, for perturbation methods), so model calls are counted
+in one place, chunked to the model's chunk size, and retried with half the chunk when the
+device runs out of memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from models.errors import DeviceOutOfMemory
+from models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Builds the input-space rows [start, stop) of a perturbation set, on demand.
+ChunkSource = Callable[[int, int], torch.Tensor]
+
+
+def default_device() -> torch.device:
+    """`cuda` when available, else `cpu`."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for a device out-of-memory error (CUDA's, or a RuntimeError saying so)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+class Engine:
+    """Batched, device-owning model evaluation shared by every explanation method."""
+
+    def __init__(
+        self,
+        device: torch.device | str | None = None,
+        chunk_size: int = 256,
+        autocast: bool = False,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.chunk_size = chunk_size
+        # Mixed precision only where it helps and is supported: CUDA.
+        self.autocast = autocast and self.device.type == "cuda"
+        # Per-model chunk sizes, lowered after an out-of-memory error.
+        self.chunk_sizes: dict[str, int] = {}
+        # Number of model forward calls, for tests and metrics.
+        self.model_calls = 0
+        # Serialises explanations on this device: seeded RNG sections stay deterministic.
+        self.lock = threading.RLock()
+
+    def chunk_for(self, handle: ModelHandle) -> int:
+        return self.chunk_sizes.get(handle.name, self.chunk_size)
+
+    def forward(self, handle: ModelHandle, x: torch.Tensor) -> torch.Tensor:
+        """One model call on an input-space batch -> raw outputs `(N, classes)`."""
+        self.model_calls += 1
+        context = (
+            torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+            if self.autocast
+            else nullcontext()
+        )
+        with context:
+            return handle.forward(x).float()
+
+    def with_backoff(self, handle: ModelHandle, run: Callable[[int], T]) -> T:
+        """Call `run(chunk)`; on out-of-memory halve the model's chunk and retry."""
+        while True:
+            chunk = self.chunk_for(handle)
+            try:
+                return run(chunk)
+            except (torch.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if chunk <= 1:
+                    raise DeviceOutOfMemory(
+                        f"model {handle.name!r} does not fit in device memory"
+                    ) from None
+                self.chunk_sizes[handle.name] = chunk // 2
+                log.warning("out of memory: model chunk lowered to %d", chunk // 2)
+
+    def evaluate_source(self, handle: ModelHandle, total: int, source: ChunkSource) -> torch.Tensor:
+        """Raw outputs for `total` rows built chunk by chunk by `source`, inference mode."""
+
+        def run(chunk: int) -> torch.Tensor:
+            parts = []
+            with torch.inference_mode():
+                for start in range(0, total, chunk):
+                    batch = source(start, min(start + chunk, total)).to(
+                        self.device, non_blocking=True
+                    )
+                    parts.append(self.forward(handle, batch))
+            return torch.cat(parts) if parts else torch.empty(0, handle.spec.num_classes)
+
+        return self.with_backoff(handle, run)
+
+    def evaluate(self, handle: ModelHandle, x: torch.Tensor) -> torch.Tensor:
+        """Raw outputs `(N, classes)` of an input-space batch, chunked, inference mode."""
+        return self.evaluate_source(handle, len(x), lambda start, stop: x[start:stop])
+
+    def evaluate_numpy(self, handle: ModelHandle, rows: np.ndarray) -> np.ndarray:
+        """Raw outputs of a numpy batch already in the model's input layout."""
+        tensor = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return self.evaluate(handle, tensor).cpu().numpy()

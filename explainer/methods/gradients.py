@@ -1,0 +1,165 @@
+"""Gradient and perturbation attributions through captum.
+
+saliency (`Saliency`), integrated_gradients (`IntegratedGradients`, Gauss-Legendre),
+smoothgrad (`NoiseTunnel` over `Saliency`), gradcam (`LayerGradCam`, upsampled to the input
+size) and occlusion (`Occlusion`). Each runs on the whole batch, with captum's own batching
+arguments set to the model's chunk size, through the engine.
+"""
+
+from __future__ import annotations
+
+import torch
+from captum.attr import (
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+
+from explainer.baselines import make_baseline
+from explainer.context import MethodContext, to_map
+from explainer.result import UNITS_GRADIENT, UNITS_RELEVANCE, Explanation
+from models.errors import ErrorItem, InvalidInput
+
+
+def saliency(ctx: MethodContext) -> list[Explanation]:
+    """|d score / d input| (or signed with abs=False); channels summed for images."""
+    options = ctx.options.saliency
+    attributions = Saliency(ctx.forward).attribute(
+        ctx.inputs, target=ctx.target_tensor, abs=options.abs
+    )
+    return [
+        Explanation("saliency", row, ctx.score_kind, UNITS_GRADIENT)
+        for row in to_map(attributions, ctx.is_image)
+    ]
+
+
+def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
+    """Path integral of gradients from the baseline; reports the convergence delta."""
+    options = ctx.options.integrated_gradients
+    kind = options.baseline or ctx.handle.spec.default_baseline
+    baseline = make_baseline(ctx.handle, ctx.inputs, kind, ctx.seed)
+    method = IntegratedGradients(ctx.forward)
+
+    def run(chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return method.attribute(
+            ctx.inputs,
+            baselines=baseline,
+            target=ctx.target_tensor,
+            n_steps=options.n_steps,
+            internal_batch_size=chunk,
+            return_convergence_delta=True,
+        )
+
+    attributions, delta = ctx.engine.with_backoff(ctx.handle, run)
+    results = []
+    for row, row_delta in zip(to_map(attributions, ctx.is_image), delta.tolist(), strict=True):
+        quality = {"convergence_delta": abs(float(row_delta))}
+        results.append(
+            Explanation("integrated_gradients", row, ctx.score_kind, ctx.units, quality=quality)
+        )
+    return results
+
+
+def smoothgrad(ctx: MethodContext) -> list[Explanation]:
+    """Saliency averaged over Gaussian-noised copies of the input (seeded)."""
+    options = ctx.options.smoothgrad
+    spread = _input_spread(ctx)
+    method = NoiseTunnel(Saliency(ctx.forward))
+
+    def run(chunk: int) -> torch.Tensor:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            return method.attribute(
+                ctx.inputs,
+                nt_type="smoothgrad",
+                nt_samples=options.nt_samples,
+                nt_samples_batch_size=max(1, chunk // len(ctx.inputs)),
+                stdevs=options.stdev * spread,
+                target=ctx.target_tensor,
+                abs=True,
+            )
+
+    attributions = ctx.engine.with_backoff(ctx.handle, run)
+    return [
+        Explanation("smoothgrad", row, ctx.score_kind, UNITS_GRADIENT)
+        for row in to_map(attributions, ctx.is_image)
+    ]
+
+
+def _input_spread(ctx: MethodContext) -> float:
+    """The scale of the noise: pixel range 1, else the background's mean std."""
+    if ctx.is_image or ctx.handle.background is None:
+        return 1.0
+    return float(ctx.handle.background.std(dim=0).mean())
+
+
+def gradcam(ctx: MethodContext) -> list[Explanation]:
+    """Grad-CAM on the model's `gradcam_layer`, ReLU'd and upsampled to the input size."""
+    layer = _gradcam_layer(ctx)
+    relevance = LayerGradCam(ctx.forward, layer).attribute(
+        ctx.inputs, target=ctx.target_tensor, relu_attributions=True
+    )
+    upsampled = LayerAttribution.interpolate(
+        relevance, tuple(ctx.inputs.shape[-2:]), interpolate_mode="bilinear"
+    )
+    return [
+        Explanation("gradcam", row, ctx.score_kind, UNITS_RELEVANCE)
+        for row in to_map(upsampled, is_image=True)
+    ]
+
+
+def _gradcam_layer(ctx: MethodContext) -> torch.nn.Module:
+    module = ctx.handle.module
+    configured = ctx.options.gradcam.layer or (
+        ctx.handle.spec.image.gradcam_layer if ctx.handle.spec.image else None
+    )
+    loc = ("options", "gradcam", "layer")
+    if module is None or isinstance(module, torch.jit.ScriptModule | torch.fx.GraphModule):
+        raise InvalidInput(
+            "gradcam needs a model loaded from safetensors (layer hooks)",
+            [ErrorItem(("methods",), "gradcam is not available for this model")],
+        )
+    if configured:
+        try:
+            return module.get_submodule(configured)
+        except AttributeError:
+            raise InvalidInput(
+                "unknown Grad-CAM layer", [ErrorItem(loc, "no such layer")]
+            ) from None
+    convolutions = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convolutions:
+        raise InvalidInput("the model has no Conv2d layer", [ErrorItem(loc, "no layer")])
+    return convolutions[-1]
+
+
+def occlusion(ctx: MethodContext) -> list[Explanation]:
+    """Score drop when a window is replaced by the model's default baseline."""
+    options = ctx.options.occlusion
+    baseline = make_baseline(ctx.handle, ctx.inputs, ctx.handle.spec.default_baseline, ctx.seed)
+    if ctx.is_image:
+        channels = ctx.inputs.shape[1]
+        window: tuple[int, ...] = (channels, options.window, options.window)
+        strides: tuple[int, ...] = (channels, options.stride, options.stride)
+    else:
+        window, strides = (1,), (1,)
+    method = Occlusion(ctx.forward)
+
+    def run(chunk: int) -> torch.Tensor:
+        with torch.no_grad():
+            return method.attribute(
+                ctx.inputs,
+                sliding_window_shapes=window,
+                strides=strides,
+                baselines=baseline,
+                target=ctx.target_tensor,
+                perturbations_per_eval=max(1, chunk // len(ctx.inputs)),
+            )
+
+    attributions = ctx.engine.with_backoff(ctx.handle, run)
+    return [
+        Explanation("occlusion", row, ctx.score_kind, ctx.units)
+        for row in to_map(attributions, ctx.is_image)
+    ]

@@ -1,0 +1,178 @@
+"""LIME's neighbourhood of an instance, sampled and evaluated once, shared with the tree.
+
+Tabular: lime's `LimeTabularExplainer` (quartile discretisation, statistics from the
+model's background) samples the neighbourhood and calls our batched score function once;
+we record the samples (in original units), LIME's own distances and the fitted weights.
+
+Images: the neighbourhood is lime's: superpixels switched on or off at random (drawn from
+the same `RandomState` as `LimeImageExplainer.data_labels`, first row all on), hidden
+superpixels replaced by their mean colour (lime's `hide_color=None`) or black
+(`hide_color=0`). We build the perturbed images chunk by chunk with tensor indexing instead
+of lime's per-sample Python loop, then lime's `LimeBase` fits the weights.
+The parity tests check that the weights equal those of lime's `explain_instance`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sklearn.metrics
+import torch
+from lime.lime_image import LimeImageExplainer
+from lime.lime_tabular import LimeTabularExplainer
+
+from explainer.context import MethodContext
+from explainer.segmentation import segment_image
+
+IMAGE_KERNEL_WIDTH = 0.25  # lime_image's default
+
+
+@dataclass
+class Neighbourhood:
+    """Perturbed samples of one instance, their target scores and proximity weights."""
+
+    samples: np.ndarray  # (S, d): tabular rows in input units, or superpixels on (1) / off (0)
+    scores: np.ndarray  # (S,) the model's target score of each sample
+    weights: np.ndarray  # (S,) LIME's proximity kernel; row 0 is the instance itself
+    lime_weights: np.ndarray  # (d,) LIME's linear weights, one per feature or superpixel
+    lime_intercept: float
+    lime_r2: float  # R^2 of LIME's weighted ridge fit on the neighbourhood
+    segments: np.ndarray | None  # (H, W) superpixel ids for images
+
+
+def neighbourhoods(ctx: MethodContext) -> list[Neighbourhood]:
+    """One neighbourhood per instance, computed once per request and shared."""
+    cached = ctx.shared.get("neighbourhoods")
+    if cached is None:
+        build = _image_neighbourhood if ctx.is_image else _tabular_neighbourhood
+        cached = [build(ctx, index, target) for index, target in enumerate(ctx.targets)]
+        ctx.shared["neighbourhoods"] = cached
+    return cached  # type: ignore[return-value]
+
+
+def segmentations(ctx: MethodContext) -> list[np.ndarray]:
+    """One superpixel segmentation per image of the request, computed once."""
+    cached = ctx.shared.get("segments")
+    if cached is None:
+        cached = [segment_image(image) for image in images_hwc(ctx)]
+        ctx.shared["segments"] = cached
+    return cached  # type: ignore[return-value]
+
+
+def images_hwc(ctx: MethodContext) -> np.ndarray:
+    """The request's images as `(N, H, W, C)` float64 numpy arrays (lime's layout)."""
+    return ctx.inputs.detach().cpu().numpy().transpose(0, 2, 3, 1).astype(np.float64)
+
+
+def tabular_lime_explainer(ctx: MethodContext) -> LimeTabularExplainer:
+    """lime's tabular explainer over the model's background, seeded by the request."""
+    spec = ctx.handle.spec.tabular
+    assert spec is not None
+    features = list(spec.features)
+    categorical = [features.index(name) for name in spec.categorical]
+    return LimeTabularExplainer(
+        ctx.background("lime").detach().cpu().numpy(),
+        mode="regression",
+        feature_names=features,
+        categorical_features=categorical,
+        categorical_names={features.index(n): list(c) for n, c in spec.categorical.items()},
+        discretize_continuous=True,
+        kernel_width=ctx.options.lime.kernel_width,
+        random_state=ctx.seed,
+    )
+
+
+def _tabular_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neighbourhood:
+    explainer = tabular_lime_explainer(ctx)
+    recorded: dict[str, Any] = {}
+
+    def score(rows: np.ndarray) -> np.ndarray:
+        scores = ctx.engine.evaluate_numpy(ctx.handle, rows)[:, target]
+        recorded["samples"], recorded["scores"] = np.array(rows, dtype=np.float64), scores
+        return scores
+
+    fit_with_data = explainer.base.explain_instance_with_data
+
+    def recording_fit(
+        data: np.ndarray, labels: np.ndarray, distances: np.ndarray, *args: Any, **kwargs: Any
+    ) -> Any:
+        recorded["distances"] = distances
+        recorded["fit"] = fit_with_data(data, labels, distances, *args, **kwargs)
+        return recorded["fit"]
+
+    explainer.base.explain_instance_with_data = recording_fit
+    row = ctx.inputs[index].detach().cpu().numpy().astype(np.float64)
+    explainer.explain_instance(
+        row, score, num_features=len(row), num_samples=ctx.options.lime.num_samples
+    )
+    intercept, local_exp, r2, _ = recorded["fit"]
+    return Neighbourhood(
+        samples=recorded["samples"],
+        scores=np.asarray(recorded["scores"], dtype=np.float64),
+        weights=np.asarray(explainer.base.kernel_fn(recorded["distances"]), dtype=np.float64),
+        lime_weights=_dense_weights(local_exp, len(row)),
+        lime_intercept=float(intercept),
+        lime_r2=float(r2),
+        segments=None,
+    )
+
+
+def _dense_weights(local_exp: list[tuple[int, float]], size: int) -> np.ndarray:
+    weights = np.zeros(size, dtype=np.float64)
+    for feature, weight in local_exp:
+        weights[feature] = weight
+    return weights
+
+
+def mean_colour_image(image: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """lime's `hide_color=None`: each superpixel replaced by its mean colour."""
+    count = int(segments.max()) + 1
+    flat = segments.ravel()
+    area = np.bincount(flat, minlength=count)
+    fudged = np.empty_like(image)
+    for channel in range(image.shape[2]):
+        sums = np.bincount(flat, weights=image[..., channel].ravel(), minlength=count)
+        fudged[..., channel] = (sums / np.maximum(area, 1))[segments]
+    return fudged
+
+
+def _image_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neighbourhood:
+    image = images_hwc(ctx)[index]
+    segments = segmentations(ctx)[index]
+    hide_zero = ctx.options.lime.hide_color == "zero"
+    fudged = np.zeros_like(image) if hide_zero else mean_colour_image(image, segments)
+    explainer = LimeImageExplainer(
+        kernel_width=ctx.options.lime.kernel_width or IMAGE_KERNEL_WIDTH, random_state=ctx.seed
+    )
+    count = int(segments.max()) + 1
+    num_samples = ctx.options.lime.num_samples
+    # The same draws as lime_image.LimeImageExplainer.data_labels.
+    data = explainer.random_state.randint(0, 2, num_samples * count).reshape(num_samples, count)
+    data[0, :] = 1
+    image_chw = torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32))
+    fudged_chw = torch.from_numpy(fudged.transpose(2, 0, 1).astype(np.float32))
+    segments_tensor = torch.from_numpy(segments)
+    data_tensor = torch.from_numpy(data.astype(bool))
+
+    def perturbed(start: int, stop: int) -> torch.Tensor:
+        keep = data_tensor[start:stop][:, segments_tensor]  # (B, H, W)
+        return torch.where(keep[:, None], image_chw, fudged_chw)
+
+    scores = ctx.engine.evaluate_source(ctx.handle, num_samples, perturbed)[:, target]
+    labels = scores.cpu().numpy().astype(np.float64)[:, None]
+    distances = sklearn.metrics.pairwise_distances(data, data[0].reshape(1, -1), metric="cosine")
+    distances = distances.ravel()
+    intercept, local_exp, r2, _ = explainer.base.explain_instance_with_data(
+        data, labels, distances, 0, count, feature_selection=explainer.feature_selection
+    )
+    return Neighbourhood(
+        samples=data.astype(np.float64),
+        scores=labels[:, 0],
+        weights=np.asarray(explainer.base.kernel_fn(distances), dtype=np.float64),
+        lime_weights=_dense_weights(local_exp, count),
+        lime_intercept=float(intercept),
+        lime_r2=float(r2),
+        segments=segments,
+    )

@@ -1,0 +1,126 @@
+"""One batched path: model calls are counted and chunked; out-of-memory halves the chunk."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from explainer import Engine, ExplainOptions, explain
+from explainer.engine import default_device
+from models import ModelHandle
+from models.errors import DeviceOutOfMemory
+from tests.conftest import block_image
+
+X = torch.tensor([[1.0, 0.8, -0.5, 0.3, -1.2, 0.7]])
+
+
+class CountingModule(torch.nn.Module):
+    """Wraps a module, counting calls and rows; optionally fails like a full GPU."""
+
+    def __init__(self, inner: torch.nn.Module, fail_above: int | None = None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.fail_above = fail_above
+        self.calls = 0
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail_above is not None and len(x) > self.fail_above:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.calls += 1
+        self.rows += len(x)
+        return self.inner(x)  # type: ignore[no-any-return]
+
+
+@pytest.fixture()
+def counted(known_models: dict[str, ModelHandle]):  # type: ignore[no-untyped-def]
+    """Yield a function that wraps a model's module in a CountingModule for one test."""
+    originals: dict[str, torch.nn.Module] = {}
+
+    def wrap(name: str, fail_above: int | None = None) -> CountingModule:
+        handle = known_models[name]
+        assert handle.module is not None
+        originals[name] = handle.module
+        handle.module = CountingModule(handle.module, fail_above)
+        return handle.module
+
+    yield wrap
+    for name, module in originals.items():
+        known_models[name].module = module
+
+
+@pytest.mark.parametrize("name", ["logistic", "block"])
+def test_lime_with_1000_samples_calls_the_model_per_chunk(
+    known_models: dict[str, ModelHandle],
+    counted,
+    name: str,  # type: ignore[no-untyped-def]
+) -> None:
+    chunk = 128
+    counter = counted(name)
+    inputs = X if name == "logistic" else torch.from_numpy(block_image()[None])
+    engine = Engine("cpu", chunk_size=chunk)
+    explain(known_models[name], inputs, ["lime"], options=ExplainOptions(), engine=engine)
+    lime_calls = counter.calls - 1  # one shared forward pass gives the prediction
+    assert lime_calls <= math.ceil(1000 / chunk)
+    assert counter.rows == 1 + 1000
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["saliency", "integrated_gradients", "shap", "lime", "tree", "smoothgrad", "occlusion"],
+)
+@pytest.mark.parametrize("name", ["logistic", "block"])
+def test_no_method_calls_the_model_once_per_sample(
+    known_models: dict[str, ModelHandle],
+    counted,
+    name: str,
+    method: str,  # type: ignore[no-untyped-def]
+) -> None:
+    chunk = 256
+    counter = counted(name)
+    inputs = (
+        torch.cat([X, X * 0.5]) if name == "logistic" else torch.from_numpy(block_image()[None])
+    )
+    explain(known_models[name], inputs, [method], engine=Engine("cpu", chunk_size=chunk))
+    # Full chunks plus a few fixed calls: the prediction, captum's convergence check, and
+    # shap's Partition explainer, which evaluates its hierarchy one level at a time.
+    assert counter.calls <= math.ceil(counter.rows / chunk) + 8, (counter.calls, counter.rows)
+    if counter.rows > 50:
+        assert counter.rows / counter.calls > 10
+
+
+def test_out_of_memory_halves_the_chunk_and_retries(
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
+) -> None:
+    handle = known_models["logistic"]
+    counted("logistic", fail_above=60)
+    engine = Engine("cpu", chunk_size=256)
+    reference = explain(handle, X, ["lime", "integrated_gradients"], seed=1)[0]
+    result = explain(handle, X, ["lime", "integrated_gradients"], seed=1, engine=engine)[0]
+    assert engine.chunk_sizes["logistic"] == 32  # 256 -> 128 -> 64 -> 32
+    for name in ("lime", "integrated_gradients"):
+        np.testing.assert_allclose(
+            result.methods[name].attributions, reference.methods[name].attributions, atol=1e-6
+        )
+
+
+def test_out_of_memory_at_chunk_one_is_a_503(
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
+) -> None:
+    counted("logistic", fail_above=0)
+    with pytest.raises(DeviceOutOfMemory) as error:
+        Engine("cpu", chunk_size=8).evaluate(known_models["logistic"], X)
+    assert error.value.status == 503
+
+
+def test_device_defaults_to_cuda_when_available_and_is_overridable() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert default_device().type == expected
+    assert Engine().device.type == expected
+    assert Engine("cpu").device.type == "cpu"
+    assert not Engine("cpu", autocast=True).autocast  # mixed precision only on CUDA

@@ -1,0 +1,143 @@
+"""Loading: three artifact formats, pickles refused unexecuted, bad model.toml named."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from models import ModelRepository
+from tests.helpers import LogisticModel, to_toml, write_torchscript_model
+
+SPEC = {
+    "name": "m",
+    "version": "1",
+    "modality": "tabular",
+    "classes": ["no", "yes"],
+    "output": "logits",
+    "tabular": {"features": ["a", "b", "c", "d", "e", "f"]},
+}
+WEIGHTS = [1.0, -2.0, 0.5, 0.0, 3.0, -1.0]
+X = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
+
+
+def _write(directory: Path, spec: dict[str, object]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.toml").write_text(to_toml(spec))
+
+
+def _expected() -> torch.Tensor:
+    return LogisticModel(WEIGHTS, 0.5)(X).detach()
+
+
+def test_torchscript_loads(tmp_path: Path) -> None:
+    write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "m"})
+    handle = ModelRepository(tmp_path).load().get("m")
+    assert handle.ready and len(handle.sha256) == 64
+    torch.testing.assert_close(handle.forward(X), _expected())
+
+
+def test_torch_export_loads(tmp_path: Path) -> None:
+    program = torch.export.export(LogisticModel(WEIGHTS, 0.5).eval(), (X,))
+    (tmp_path / "m").mkdir()
+    torch.export.save(program, str(tmp_path / "m" / "model.pt2"))
+    _write(tmp_path / "m", {**SPEC, "format": "export", "artifact": "model.pt2"})
+    handle = ModelRepository(tmp_path).load().get("m")
+    torch.testing.assert_close(handle.forward(X), _expected())
+    gradient = torch.autograd.functional.jacobian(lambda x: handle.forward(x)[0, 1], X)
+    torch.testing.assert_close(gradient[0], torch.tensor(WEIGHTS))
+
+
+def test_safetensors_with_factory_loads(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    save_file(LogisticModel(WEIGHTS, 0.5).state_dict(), str(tmp_path / "m" / "model.safetensors"))
+    spec = {
+        **SPEC,
+        "format": "safetensors",
+        "artifact": "model.safetensors",
+        "factory": "tests.helpers:logistic_factory",
+    }
+    _write(tmp_path / "m", spec)
+    handle = ModelRepository(tmp_path).load().get("m")
+    torch.testing.assert_close(handle.forward(X), _expected())
+
+
+class _Payload:
+    """A pickle that runs code when loaded: it would create the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (pathlib.Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "artifact"),
+    [("torchscript", "model.pt"), ("export", "model.pt2"), ("safetensors", "model.safetensors")],
+)
+def test_a_pickle_carrying_code_is_refused_without_running(
+    tmp_path: Path, fmt: str, artifact: str
+) -> None:
+    marker = tmp_path / "pwned"
+    repo = tmp_path / "repo"
+    (repo / "evil").mkdir(parents=True)
+    torch.save({"model": _Payload(marker)}, str(repo / "evil" / artifact))
+    spec = {**SPEC, "name": "evil", "format": fmt, "artifact": artifact}
+    if fmt == "safetensors":
+        spec["factory"] = "tests.helpers:logistic_factory"
+    _write(repo / "evil", spec)
+    loaded = ModelRepository(repo).load()
+    assert "evil" not in loaded.handles
+    assert "evil" in loaded.errors
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"classes": None}, "classes"),
+        ({"modality": "audio"}, "modality"),
+        ({"format": "pickle"}, "format"),
+        ({"output": "scores"}, "output"),
+        ({"tabular": None}, "tabular"),
+        ({"unexpected": 1}, "unexpected"),
+        ({"artifact": "missing.pt"}, "artifact"),
+        ({"format": "safetensors", "artifact": "model.pt"}, "factory"),
+        ({"name": "../escape"}, "name"),
+    ],
+)
+def test_a_bad_model_toml_names_file_and_key_and_others_still_load(
+    tmp_path: Path, change: dict[str, object], key: str
+) -> None:
+    write_torchscript_model(
+        tmp_path / "good", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "good"}
+    )
+    write_torchscript_model(tmp_path / "bad", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "bad"})
+    spec = {**SPEC, "version": "1", "format": "torchscript", "artifact": "model.pt", **change}
+    _write(tmp_path / "bad", {k: v for k, v in spec.items() if v is not None})
+    repo = ModelRepository(tmp_path).load()
+    assert repo.names() == ["good"]
+    message = repo.errors["bad"]
+    assert str(tmp_path / "bad" / "model.toml") in message
+    assert f"'{key}" in message
+
+
+def test_toml_syntax_error_is_named(tmp_path: Path) -> None:
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    (tmp_path / "broken").mkdir(parents=True)
+    (tmp_path / "broken" / "model.toml").write_text("name = [unclosed\n")
+    repo = ModelRepository(tmp_path).load()
+    assert "model.toml" in repo.errors["broken"]
+
+
+def test_background_shape_is_checked(tmp_path: Path) -> None:
+    write_torchscript_model(
+        tmp_path / "m", LogisticModel(WEIGHTS, 0.5), SPEC, background=np.zeros((4, 3), np.float32)
+    )
+    assert "background.npz" in ModelRepository(tmp_path).load().errors["m"]
