@@ -34,10 +34,11 @@ def make_baseline(handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: in
         blurred = gaussian_filter(pixels, sigma=(0, 0, sigma, sigma), mode="nearest")
         return torch.from_numpy(blurred.astype(np.float32)).to(inputs.device)
     if kind == "uniform":
+        # One draw shared by every row, so a row's result does not depend on its batch.
         generator = torch.Generator().manual_seed(seed)
-        noise = torch.rand(inputs.shape, generator=generator)
+        noise = torch.rand(inputs.shape[1:], generator=generator).to(inputs.device)
         low, high = _input_range(handle, inputs)
-        return (low + noise.to(inputs.device) * (high - low)).to(inputs.dtype)
+        return (low + noise * (high - low)).to(inputs.dtype).expand_as(inputs).contiguous()
     raise InvalidInput(f"unknown baseline {kind!r}")
 
 

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import nullcontext
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from explainer.cache import LruCache
 from models.errors import DeviceOutOfMemory
 from models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Candidate chunk sizes tried by `Engine.tune`, smallest first.
+TUNE_CHUNKS = (16, 32, 64, 128, 256, 1024, 4096, 16384)
+TUNE_SECONDS = 0.3  # time spent measuring each candidate (at least one call)
+TUNE_MAX_BYTES = 256 * 1024**2  # largest input chunk tried, in bytes
 
 # Builds the input-space rows [start, stop) of a perturbation set, on demand.
 ChunkSource = Callable[[int, int], torch.Tensor]
@@ -48,6 +55,7 @@ class Engine:
         device: torch.device | str | None = None,
         chunk_size: int = 256,
         autocast: bool = False,
+        cache_entries: int = 1024,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -61,9 +69,56 @@ class Engine:
         self.model_calls = 0
         # Serialises explanations on this device: seeded RNG sections stay deterministic.
         self.lock = threading.RLock()
+        # Finished explanations, keyed by (model sha256, input hash, method, options, seed,
+        # target); 0 entries disables the cache.
+        self.explanations: LruCache[Hashable, Any] = LruCache(cache_entries)
+        # Costly per-model objects (lime explainers, segmentations), by model fingerprint.
+        self.objects: LruCache[Hashable, Any] = LruCache(256)
+
+    def memo(self, handle: ModelHandle, key: Hashable, build: Callable[[], T]) -> T:
+        """A per-model object built once (and kept while recently used)."""
+        return self.objects.get_or_build((handle.fingerprint, key), build)  # type: ignore[no-any-return]
 
     def chunk_for(self, handle: ModelHandle) -> int:
         return self.chunk_sizes.get(handle.name, self.chunk_size)
+
+    def tune(self, handle: ModelHandle, candidates: Sequence[int] = TUNE_CHUNKS) -> int:
+        """Measure forward throughput at each candidate chunk size; keep the fastest.
+
+        Stops at the first size that runs out of memory or is slower than the best so far
+        by a third. Uses random inputs of the model's shape; returns the chosen chunk.
+        """
+        best_chunk, best_rate = candidates[0], 0.0
+        row_bytes = 4 * int(torch.tensor(handle.input_shape).prod())
+        for chunk in candidates:
+            if chunk > candidates[0] and chunk * row_bytes > TUNE_MAX_BYTES:
+                break
+            x = torch.rand((chunk, *handle.input_shape), device=self.device)
+            try:
+                rate = self._throughput(handle, x)
+            except (torch.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                break
+            if rate > best_rate:
+                best_chunk, best_rate = chunk, rate
+            elif rate < best_rate * 0.66:
+                break
+        self.chunk_sizes[handle.name] = best_chunk
+        log.info("tuned chunk size: %d rows per call", best_chunk)
+        return best_chunk
+
+    def _throughput(self, handle: ModelHandle, x: torch.Tensor) -> float:
+        """Rows per second of inference on `x` (after one warm-up call)."""
+        with torch.inference_mode():
+            self.forward(handle, x)
+            rows, started = 0, time.perf_counter()
+            while rows == 0 or time.perf_counter() - started < TUNE_SECONDS:
+                self.forward(handle, x)
+                rows += len(x)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        return rows / (time.perf_counter() - started)
 
     def forward(self, handle: ModelHandle, x: torch.Tensor) -> torch.Tensor:
         """One model call on an input-space batch -> raw outputs `(N, classes)`."""

@@ -2,21 +2,25 @@
 
 A request's batch goes through one shared prediction forward pass, then each requested
 method in turn; methods that perturb share one neighbourhood per instance (LIME, tree).
+Every row's result depends only on that row, the target, the options and the seed (never
+on the rest of the batch), so finished explanations are cached per row and method.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import torch
 
+from explainer.cache import array_digest
 from explainer.context import MethodContext
 from explainer.engine import Engine
 from explainer.methods import REGISTRY
 from explainer.options import METHODS, ExplainOptions
-from explainer.result import InstanceExplanation, Prediction
+from explainer.result import Explanation, InstanceExplanation, Prediction
 from explainer.targets import (
     as_target,
     predictions_from_outputs,
@@ -65,33 +69,65 @@ def explain(
     engine: Engine | None = None,
 ) -> list[InstanceExplanation]:
     """Explain each instance of `inputs` (input space, on the device) with `methods`."""
-    engine = engine or Engine(device=inputs.device)
+    engine = engine or Engine(device=inputs.device, cache_entries=0)
     names = check_methods(handle, methods)
     resolved = resolve_target(handle, target)
+    options = options or ExplainOptions()
     with engine.lock:
         outputs = engine.evaluate(handle, inputs)
         predictions = predictions_from_outputs(handle, outputs)
         targets = target_indices(predictions, resolved)
         rows = torch.arange(len(targets))
         scores = outputs[rows, torch.tensor(targets)].cpu().numpy().astype(np.float64)
-        ctx = MethodContext(
-            handle=handle,
-            engine=engine,
-            inputs=inputs,
-            targets=targets,
-            scores=scores,
-            options=options or ExplainOptions(),
-            seed=seed,
-        )
         results = [
             InstanceExplanation(prediction=p, target=as_target(handle, t), score=float(s))
             for p, t, s in zip(predictions, targets, scores, strict=True)
         ]
-        for name in names:
-            started = time.perf_counter()
-            explanations = REGISTRY[name](ctx)
-            per_instance_ms = (time.perf_counter() - started) * 1000 / len(results)
-            for result, explanation in zip(results, explanations, strict=True):
-                explanation.timing_ms = per_instance_ms
-                result.methods[name] = explanation
+        keys = [
+            {name: _cache_key(handle, digest, name, options, seed, t) for name in names}
+            for digest, t in zip(_row_digests(inputs), targets, strict=True)
+        ]
+        for result, row_keys in zip(results, keys, strict=True):
+            for name, key in row_keys.items():
+                hit = engine.explanations.get(key)
+                if hit is not None:
+                    result.methods[name] = dataclasses.replace(hit, cached=True)
+        # Rows with any method missing from the cache are explained afresh, together.
+        missing = [i for i, result in enumerate(results) if len(result.methods) < len(names)]
+        if missing:
+            ctx = MethodContext(
+                handle=handle,
+                engine=engine,
+                inputs=inputs[missing],
+                targets=[targets[i] for i in missing],
+                scores=scores[missing],
+                options=options,
+                seed=seed,
+            )
+            for name in names:
+                for index, explanation in zip(missing, _timed(name, ctx), strict=True):
+                    results[index].methods[name] = explanation
+                    engine.explanations.put(keys[index][name], explanation)
     return results
+
+
+def _timed(name: str, ctx: MethodContext) -> list[Explanation]:
+    """Run one method on the context; each result gets its share of the time."""
+    started = time.perf_counter()
+    explanations = REGISTRY[name](ctx)
+    per_instance_ms = (time.perf_counter() - started) * 1000 / len(explanations)
+    for explanation in explanations:
+        explanation.timing_ms = per_instance_ms
+    return explanations
+
+
+def _row_digests(inputs: torch.Tensor) -> list[str]:
+    array = inputs.detach().cpu().numpy()
+    return [array_digest(row) for row in array]
+
+
+def _cache_key(
+    handle: ModelHandle, digest: str, method: str, options: ExplainOptions, seed: int, target: int
+) -> Hashable:
+    method_options = getattr(options, method).model_dump_json()
+    return (handle.fingerprint, digest, method, method_options, seed, target)

@@ -58,6 +58,7 @@ class Explanation:
     segment_weights: np.ndarray | None = None  # one weight per superpixel (LIME, tree)
     surrogate: TreeSurrogate | None = None  # only for the "tree" method
     timing_ms: float = 0.0
+    cached: bool = False  # served from the explanation cache
 
 
 @dataclass

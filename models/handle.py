@@ -7,6 +7,7 @@ background and sets `ready`; `decode()` turns request instances into a tensor ba
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class ModelHandle:
         self.module: torch.nn.Module | None = None
         self.device = torch.device("cpu")
         self.sha256 = ""
+        # Changes whenever the weights, model.toml or background change (cache keys).
+        self.fingerprint = ""
         # Background in input space: (B, F) rows or (B, C, H, W) pixels in [0, 1]. On disk,
         # `background.npz` holds "x": (B, F) floats, (B, H, W, C) uint8 or (B, C, H, W) floats.
         self.background: torch.Tensor | None = None
@@ -67,12 +70,20 @@ class ModelHandle:
         module = load_artifact(self.directory, self.spec)
         self.sha256 = sha256_of(self.directory / self.spec.artifact)
         self.background = self._load_background()
+        self.fingerprint = self._fingerprint()
         if self.spec.image is not None:
             shape = (1, self.spec.image.channels, 1, 1)
             self._mean = torch.tensor(self.spec.image.mean).reshape(shape).to(self.device)
             self._std = torch.tensor(self.spec.image.std).reshape(shape).to(self.device)
         self.module = module.to(self.device)
         return self
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256(self.sha256.encode())
+        digest.update(self.spec.model_dump_json().encode())
+        if self.background is not None:
+            digest.update(self.background.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
 
     def _load_background(self) -> torch.Tensor | None:
         path = self.directory / BACKGROUND_FILE

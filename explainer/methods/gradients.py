@@ -64,29 +64,34 @@ def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
 
 
 def smoothgrad(ctx: MethodContext) -> list[Explanation]:
-    """Saliency averaged over Gaussian-noised copies of the input (seeded)."""
+    """Saliency averaged over Gaussian-noised copies of each input (seeded per row)."""
     options = ctx.options.smoothgrad
     spread = _input_spread(ctx)
     method = NoiseTunnel(Saliency(ctx.forward))
+    results = []
+    for index in range(len(ctx.inputs)):
+        row, target = ctx.inputs[index : index + 1], ctx.target_tensor[index : index + 1]
 
-    def run(chunk: int) -> torch.Tensor:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.seed)
-            return method.attribute(
-                ctx.inputs,
-                nt_type="smoothgrad",
-                nt_samples=options.nt_samples,
-                nt_samples_batch_size=max(1, chunk // len(ctx.inputs)),
-                stdevs=options.stdev * spread,
-                target=ctx.target_tensor,
-                abs=True,
+        def run(chunk: int, row: torch.Tensor = row, target: torch.Tensor = target) -> torch.Tensor:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(ctx.seed)
+                return method.attribute(
+                    row,
+                    nt_type="smoothgrad",
+                    nt_samples=options.nt_samples,
+                    nt_samples_batch_size=chunk,
+                    stdevs=options.stdev * spread,
+                    target=target,
+                    abs=True,
+                )
+
+        attributions = ctx.engine.with_backoff(ctx.handle, run)
+        results.append(
+            Explanation(
+                "smoothgrad", to_map(attributions, ctx.is_image)[0], ctx.score_kind, UNITS_GRADIENT
             )
-
-    attributions = ctx.engine.with_backoff(ctx.handle, run)
-    return [
-        Explanation("smoothgrad", row, ctx.score_kind, UNITS_GRADIENT)
-        for row in to_map(attributions, ctx.is_image)
-    ]
+        )
+    return results
 
 
 def _input_spread(ctx: MethodContext) -> float:

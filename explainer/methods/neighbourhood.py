@@ -23,6 +23,7 @@ import torch
 from lime.lime_image import LimeImageExplainer
 from lime.lime_tabular import LimeTabularExplainer
 
+from explainer.cache import array_digest
 from explainer.context import MethodContext
 from explainer.segmentation import segment_image
 
@@ -53,12 +54,13 @@ def neighbourhoods(ctx: MethodContext) -> list[Neighbourhood]:
 
 
 def segmentations(ctx: MethodContext) -> list[np.ndarray]:
-    """One superpixel segmentation per image of the request, computed once."""
-    cached = ctx.shared.get("segments")
-    if cached is None:
-        cached = [segment_image(image) for image in images_hwc(ctx)]
-        ctx.shared["segments"] = cached
-    return cached  # type: ignore[return-value]
+    """One superpixel segmentation per image, cached per model and image content."""
+    return [
+        ctx.engine.memo(
+            ctx.handle, ("segments", array_digest(image)), lambda i=image: segment_image(i)
+        )
+        for image in images_hwc(ctx)
+    ]
 
 
 def images_hwc(ctx: MethodContext) -> np.ndarray:
@@ -67,21 +69,32 @@ def images_hwc(ctx: MethodContext) -> np.ndarray:
 
 
 def tabular_lime_explainer(ctx: MethodContext) -> LimeTabularExplainer:
-    """lime's tabular explainer over the model's background, seeded by the request."""
+    """lime's tabular explainer over the model's background, built once per model.
+
+    Its scaler, discretiser and base share one `RandomState`, which is re-seeded before
+    each instance, so each row's result equals that of a fresh explainer with the seed.
+    """
     spec = ctx.handle.spec.tabular
     assert spec is not None
     features = list(spec.features)
     categorical = [features.index(name) for name in spec.categorical]
-    return LimeTabularExplainer(
-        ctx.background("lime").detach().cpu().numpy(),
-        mode="regression",
-        feature_names=features,
-        categorical_features=categorical,
-        categorical_names={features.index(n): list(c) for n, c in spec.categorical.items()},
-        discretize_continuous=True,
-        kernel_width=ctx.options.lime.kernel_width,
-        random_state=ctx.seed,
+    kernel_width = ctx.options.lime.kernel_width
+    explainer = ctx.engine.memo(
+        ctx.handle,
+        ("lime-tabular", kernel_width),
+        lambda: LimeTabularExplainer(
+            ctx.background("lime").detach().cpu().numpy(),
+            mode="regression",
+            feature_names=features,
+            categorical_features=categorical,
+            categorical_names={features.index(n): list(c) for n, c in spec.categorical.items()},
+            discretize_continuous=True,
+            kernel_width=kernel_width,
+            random_state=0,
+        ),
     )
+    explainer.random_state.seed(ctx.seed)
+    return explainer
 
 
 def _tabular_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neighbourhood:
@@ -102,11 +115,14 @@ def _tabular_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neigh
         recorded["fit"] = fit_with_data(data, labels, distances, *args, **kwargs)
         return recorded["fit"]
 
-    explainer.base.explain_instance_with_data = recording_fit
     row = ctx.inputs[index].detach().cpu().numpy().astype(np.float64)
-    explainer.explain_instance(
-        row, score, num_features=len(row), num_samples=ctx.options.lime.num_samples
-    )
+    explainer.base.explain_instance_with_data = recording_fit
+    try:
+        explainer.explain_instance(
+            row, score, num_features=len(row), num_samples=ctx.options.lime.num_samples
+        )
+    finally:
+        del explainer.base.explain_instance_with_data  # back to the class's method
     intercept, local_exp, r2, _ = recorded["fit"]
     return Neighbourhood(
         samples=recorded["samples"],

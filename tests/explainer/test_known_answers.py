@@ -111,8 +111,10 @@ def test_same_seed_same_numbers_on_images(
     second = explain(known_models["block"], block_batch, methods, seed=3)
     for a, b in zip(first, second, strict=True):
         for name in methods:
-            np.testing.assert_array_equal(
-                a.methods[name].attributions, b.methods[name].attributions
+            # Equal up to float32 rounding: a reduction over a differently aligned buffer
+            # may round differently in the last bit.
+            np.testing.assert_allclose(
+                a.methods[name].attributions, b.methods[name].attributions, rtol=1e-6, atol=1e-9
             )
 
 

@@ -1,0 +1,60 @@
+"""The explanation cache: hits for repeated rows, identical numbers, bounded size."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from explainer import Engine, ExplainOptions, explain
+from explainer.cache import LruCache
+from models import ModelHandle
+
+X = torch.tensor([[1.0, 0.8, -0.5, 0.3, -1.2, 0.7], [-0.3, 0.1, 2.0, -1.0, 0.4, 0.0]])
+
+
+def test_repeated_request_is_served_from_the_cache(known_models: dict[str, ModelHandle]) -> None:
+    engine = Engine("cpu")
+    handle = known_models["logistic"]
+    first = explain(handle, X, target=1, seed=2, engine=engine)
+    misses = engine.explanations.misses
+    second = explain(handle, X, target=1, seed=2, engine=engine)
+    assert engine.explanations.misses == misses
+    assert engine.explanations.hits == 2 * 5
+    for a, b in zip(first, second, strict=True):
+        for name, explanation in a.methods.items():
+            assert b.methods[name].cached and not explanation.cached
+            np.testing.assert_array_equal(explanation.attributions, b.methods[name].attributions)
+
+
+def test_cached_and_uncached_results_are_equal_per_row(known_models: dict[str, ModelHandle]) -> None:
+    """A row's result does not depend on its batch, so caching rows is sound."""
+    handle = known_models["logistic"]
+    methods = ["integrated_gradients", "shap", "lime", "tree", "smoothgrad", "occlusion"]
+    options = ExplainOptions(integrated_gradients={"baseline": "uniform"})
+    together = explain(handle, X, methods, target=1, seed=5, options=options)
+    alone = explain(handle, X[1:], methods, target=1, seed=5, options=options)[0]
+    for name in methods:
+        np.testing.assert_allclose(
+            together[1].methods[name].attributions, alone.methods[name].attributions, atol=1e-6
+        )
+
+
+def test_different_seed_options_or_target_miss_the_cache(known_models: dict[str, ModelHandle]) -> None:
+    engine = Engine("cpu")
+    handle = known_models["logistic"]
+    explain(handle, X[:1], ["lime"], target=1, seed=1, engine=engine)
+    explain(handle, X[:1], ["lime"], target=1, seed=2, engine=engine)
+    explain(handle, X[:1], ["lime"], target=0, seed=1, engine=engine)
+    options = ExplainOptions(lime={"num_samples": 500})
+    explain(handle, X[:1], ["lime"], target=1, seed=1, engine=engine, options=options)
+    assert engine.explanations.hits == 0 and engine.explanations.misses == 4
+
+
+def test_lru_cache_is_bounded_and_counts() -> None:
+    cache: LruCache[int, str] = LruCache(2)
+    cache.put(1, "a")
+    cache.put(2, "b")
+    assert cache.get(1) == "a"
+    cache.put(3, "c")  # drops 2, the least recently used
+    assert cache.get(2) is None and cache.get(3) == "c" and len(cache) == 2
+    assert cache.stats() == {"entries": 2, "hits": 2, "misses": 1}
