@@ -124,3 +124,13 @@ def test_device_defaults_to_cuda_when_available_and_is_overridable() -> None:
     assert Engine().device.type == expected
     assert Engine("cpu").device.type == "cpu"
     assert not Engine("cpu", autocast=True).autocast  # mixed precision only on CUDA
+
+
+def test_tune_picks_a_measured_chunk_and_stops_at_out_of_memory(
+    known_models: dict[str, ModelHandle], counted  # type: ignore[no-untyped-def]
+) -> None:
+    counted("logistic", fail_above=100)
+    engine = Engine("cpu")
+    chosen = engine.tune(known_models["logistic"], candidates=(16, 64, 256, 1024))
+    assert chosen in (16, 64)
+    assert engine.chunk_for(known_models["logistic"]) == chosen
