@@ -231,10 +231,137 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- audit ----
+
+AUDIT_OWNER = "cli"  # the owner of audits in an --out directory's database
+
+
+def _audit_arguments(parser: argparse.ArgumentParser) -> None:
+    from explainer.options import ALL_METHODS
+
+    parser.add_argument("model")
+    parser.add_argument("data", type=Path, help="a CSV, Parquet or JSONL file of rows")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="directory: audit.db, results.*, report.html"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", choices=ALL_METHODS, help="default: the model's five methods"
+    )
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the unfinished audit held in --out"
+    )
+    parser.add_argument("--segment-by", metavar="COLUMN", help="a feature or an extra column")
+    parser.add_argument("--target", help="default: the model's adverse class, else 'predicted'")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--options",
+        default="{}",
+        help='method options as JSON, e.g. \'{"lime": {"num_samples": 500}}\'',
+    )
+    parser.add_argument("--chunk-size", type=int, default=64, help="rows per checkpoint")
+    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+
+
+def _audit_spec(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from explainer.audit import AuditSpec
+
+    try:
+        return AuditSpec.model_validate(
+            {
+                "model": args.model,
+                "methods": args.methods,
+                "target": None if args.target is None else _target(args.target),
+                "options": json.loads(args.options, parse_constant=_reject_constant),
+                "seed": args.seed,
+                "segment_by": args.segment_by,
+                "chunk_size": args.chunk_size,
+            }
+        )
+    except (ValueError, ValidationError) as exc:
+        raise UsageError(f"bad audit options: {exc}") from None
+
+
+def _audit_job(args: argparse.Namespace, store: Any, handle: Any, spec: Any, worker: str) -> Any:
+    """The job to run: a new one, or (with --resume) the unfinished one in --out."""
+    from explainer.audit import validate
+    from explainer.audit.io import read_file
+
+    if not args.data.is_file():
+        raise UsageError(f"{args.data}: no such file")
+    rows = read_file(args.data)
+    existing = store.jobs_of(AUDIT_OWNER)
+    if not existing:
+        if args.resume:
+            raise UsageError(f"{args.out} holds no audit to resume")
+        validate(handle, spec, rows)
+        job, _ = store.submit(AUDIT_OWNER, handle.name, spec.model_dump(mode="json"), rows)
+        return store.claim(job.id, worker)
+    job = existing[-1]
+    if not args.resume:
+        raise UsageError(f"{args.out} already holds an audit: pass --resume or another --out")
+    if job.request != spec.model_dump(mode="json") or store.rows(job.id) != rows:
+        raise UsageError("--resume needs the same model, data and options as the first run")
+    return job if job.status == "completed" else store.claim(job.id, worker)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from explainer import Engine
+    from explainer.audit import AuditStore, LocalExecutor, audit_report, run_job
+    from explainer.audit.io import RESULT_FORMATS, export
+    from explainer.audit.runner import ChunkExecutor
+    from explainer.audit.worker import worker_id
+    from models.repository import default_repository_path
+
+    spec = _audit_spec(args)
+    engine = Engine(device=args.device)
+    handle = _repository(args.model_repo, str(engine.device)).get(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = AuditStore(f"sqlite:///{args.out / 'audit.db'}").create_tables()
+    worker = worker_id()
+    job = _audit_job(args, store, handle, spec, worker)
+    execute: ChunkExecutor = LocalExecutor(handle, engine)
+    if args.engine == "ray":
+        from explainer.audit.ray_engine import RayExecutor
+
+        execute = RayExecutor(args.model_repo or default_repository_path(), handle.name)
+    if job.status != "completed":
+        with tqdm(total=job.total, unit="row", desc=f"audit {handle.name}") as bar:
+
+            def progress(done: int, _total: int) -> None:
+                bar.update(done - bar.n)
+
+            job = run_job(store, job, worker, execute, progress)
+    if job.status != "completed":
+        print(f"explainer: audit {job.status}: {job.error or ''}", file=sys.stderr)
+        return EXIT_FAILURE
+    documents = list(store.results(job.id))
+    classes = list(handle.spec.classes)
+    for fmt in RESULT_FORMATS:
+        (args.out / f"results.{fmt}").write_bytes(export(documents, fmt, classes))
+    report = audit_report(
+        handle,
+        documents,
+        title=f"Audit of {args.data.name} with {handle.name}",
+        status=job.status,
+        total=job.total,
+        segment_by=spec.segment_by,
+    )
+    (args.out / "report.html").write_text(report, encoding="utf-8")
+    print(args.out / "report.html")
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Command] = {
     "serve": Command("run the HTTP API under gunicorn", _serve_arguments, _serve),
     "models": Command("list the models of a repository", _models_arguments, _models),
     "explain": Command("explain instances, writing JSON and PNGs", _explain_arguments, _explain),
+    "audit": Command("explain a data set: results, report, resumable", _audit_arguments, _audit),
 }
 
 

@@ -25,6 +25,10 @@ from models.errors import ErrorItem, InvalidInput
 
 EXACT_MAX_FEATURES = 10
 IMAGE_MAX_EVALS = 500
+# How many masked samples shap builds per model call. Fixed, not the engine's chunk: the
+# Partition explainer's choice of which nodes to expand depends on it, and results must not
+# depend on the device's tuned chunk. The engine still chunks each call.
+SHAP_BATCH = 256
 
 
 def shap_values(ctx: MethodContext) -> list[Explanation]:
@@ -95,7 +99,7 @@ def _tabular(
     result = explainer(
         row,
         max_evals=ctx.options.shap.max_evals or default_evals,
-        batch_size=ctx.engine.chunk_for(ctx.handle),
+        batch_size=SHAP_BATCH,
         silent=True,
     )
     return np.asarray(result.values[0], dtype=np.float64), float(np.ravel(result.base_values)[0])
@@ -111,7 +115,7 @@ def _image_partition(ctx: MethodContext, index: int, target: int) -> tuple[np.nd
     result = explainer(
         image[None],
         max_evals=ctx.options.shap.max_evals or IMAGE_MAX_EVALS,
-        batch_size=ctx.engine.chunk_for(ctx.handle),
+        batch_size=SHAP_BATCH,
         silent=True,
     )
     values = np.asarray(result.values[0], dtype=np.float64).sum(axis=-1)  # (H, W)
@@ -126,7 +130,7 @@ def _gradient(ctx: MethodContext) -> list[Explanation]:
     for target in sorted(set(ctx.targets)):
         rows = [i for i, t in enumerate(ctx.targets) if t == target]
         explainer = shap.GradientExplainer(
-            _TargetScore(ctx, target), background, batch_size=ctx.engine.chunk_for(ctx.handle)
+            _TargetScore(ctx, target), background, batch_size=SHAP_BATCH
         )
         values = np.asarray(explainer.shap_values(ctx.inputs[rows], nsamples=200, rseed=ctx.seed))
         values = values.reshape(len(rows), *ctx.inputs.shape[1:])

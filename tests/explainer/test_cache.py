@@ -26,7 +26,9 @@ def test_repeated_request_is_served_from_the_cache(known_models: dict[str, Model
             np.testing.assert_array_equal(explanation.attributions, b.methods[name].attributions)
 
 
-def test_cached_and_uncached_results_are_equal_per_row(known_models: dict[str, ModelHandle]) -> None:
+def test_cached_and_uncached_results_are_equal_per_row(
+    known_models: dict[str, ModelHandle],
+) -> None:
     """A row's result does not depend on its batch, so caching rows is sound."""
     handle = known_models["logistic"]
     methods = ["integrated_gradients", "shap", "lime", "tree", "smoothgrad", "occlusion"]
@@ -39,7 +41,9 @@ def test_cached_and_uncached_results_are_equal_per_row(known_models: dict[str, M
         )
 
 
-def test_different_seed_options_or_target_miss_the_cache(known_models: dict[str, ModelHandle]) -> None:
+def test_different_seed_options_or_target_miss_the_cache(
+    known_models: dict[str, ModelHandle],
+) -> None:
     engine = Engine("cpu")
     handle = known_models["logistic"]
     explain(handle, X[:1], ["lime"], target=1, seed=1, engine=engine)

@@ -127,7 +127,8 @@ def test_device_defaults_to_cuda_when_available_and_is_overridable() -> None:
 
 
 def test_tune_picks_a_measured_chunk_and_stops_at_out_of_memory(
-    known_models: dict[str, ModelHandle], counted  # type: ignore[no-untyped-def]
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
 ) -> None:
     counted("logistic", fail_above=100)
     engine = Engine("cpu")

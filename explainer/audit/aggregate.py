@@ -1,0 +1,268 @@
+"""Audit summaries from the per-row documents: importance, segments, agreement, flags.
+
+Attributions are read toward the model's adverse class where it declares one (a two-class
+model's other target is sign-flipped, as for reason codes); global importance is the mean
+|attribution| per feature. Method agreement is the Spearman rank correlation of two
+methods' |attributions| within a row. A segment column (a feature or an extra column) splits
+the rows into groups whose mean predicted adverse probability, predicted adverse rate and
+mean attribution are compared: the bias audit.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+MAX_NUMERIC_SEGMENTS = 10  # more distinct numeric values than this: quartile bins
+LOW_FIDELITY = 0.5  # tree surrogate fidelity R^2 below this is flagged
+HIGH_DELTA = 0.05  # IG convergence delta above this fraction of max(1, |score|) is flagged
+LOW_AGREEMENT = 0.0  # mean pairwise Spearman below this: the methods disagree
+SEGMENT_METHODS = ("shap", "integrated_gradients", "lime", "tree", "occlusion", "saliency")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One group of rows sharing a segment value."""
+
+    label: str
+    count: int
+    mean_adverse_probability: float
+    adverse_rate: float  # share of rows predicted as the adverse class
+    mean_attribution: dict[str, np.ndarray]  # method -> (F,) signed, toward the adverse class
+
+
+@dataclass(frozen=True)
+class Disparity:
+    """Gaps between segments (the bias audit)."""
+
+    column: str
+    segments: list[Segment]
+    highest: str  # segment with the highest mean adverse probability
+    lowest: str
+    probability_gap: float  # highest - lowest mean adverse probability
+    rate_ratio: float  # lowest / highest predicted adverse rate (disparate impact ratio)
+    method: str  # whose attributions the gaps compare
+    attribution_gaps: np.ndarray  # (F,) max - min over segments of the mean attribution
+
+    def largest_gaps(self, features: Sequence[str], count: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(-self.attribution_gaps, kind="stable")[:count]
+        return [(features[i], float(self.attribution_gaps[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A row worth a look, and why."""
+
+    row: int
+    reasons: list[str]
+
+
+@dataclass
+class AuditSummary:
+    """Everything the report shows, computed from the row documents."""
+
+    features: list[str]
+    classes: list[str]
+    adverse: int | None  # the adverse class index, when the model declares one
+    methods: list[str]
+    rows: np.ndarray  # (N,) row indices
+    inputs: np.ndarray  # (N, F) feature values, categories as their index
+    attributions: dict[str, np.ndarray]  # method -> (N, F)
+    probabilities: np.ndarray  # (N, C)
+    predicted: np.ndarray  # (N,) predicted class index
+    quality: dict[str, dict[str, np.ndarray]]  # method -> quality key -> (N,)
+    importance: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (F,)
+    importance_by_class: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    agreement: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # pair -> (N,)
+    disparity: Disparity | None = None
+    flags: list[Flag] = field(default_factory=list)
+
+    @property
+    def scored_class(self) -> int:
+        """The class whose probability the report tracks: the adverse one, else the last."""
+        return self.adverse if self.adverse is not None else len(self.classes) - 1
+
+    @property
+    def row_agreement(self) -> np.ndarray:
+        """(N,) mean Spearman correlation over method pairs (NaN without pairs)."""
+        if not self.agreement:
+            return np.full(len(self.rows), np.nan)
+        return np.nanmean(np.stack(list(self.agreement.values())), axis=0)
+
+
+def _toward_adverse(
+    values: np.ndarray, target: int, adverse: int | None, classes: int
+) -> np.ndarray:
+    if adverse is None or target == adverse:
+        return values
+    return -values if classes == 2 else np.full_like(values, np.nan)
+
+
+def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) Spearman correlation of |a| and |b| row by row (NaN for constant rows)."""
+    ra = rankdata(np.abs(a), axis=1)
+    rb = rankdata(np.abs(b), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (ra * rb).sum(axis=1) / denominator, np.nan)
+
+
+def _segment_labels(
+    values: list[Any], categories: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """(label per row, labels in display order); many numeric values become quartile bins."""
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if numeric and len(set(values)) > MAX_NUMERIC_SEGMENTS:
+        array = np.asarray(values, dtype=np.float64)
+        edges = np.unique(np.quantile(array, [0.0, 0.25, 0.5, 0.75, 1.0]))
+        bins = np.clip(np.searchsorted(edges, array, side="right") - 1, 0, len(edges) - 2)
+        names = [
+            f"[{edges[i]:.4g}, {edges[i + 1]:.4g}{']' if i == len(edges) - 2 else ')'}"
+            for i in range(len(edges) - 1)
+        ]
+        return [names[b] for b in bins], names
+    labels = [str(v) for v in values]
+    present = set(labels)
+    order = [c for c in categories or () if c in present] or sorted(present)
+    return labels, order
+
+
+def _disparity(
+    summary: AuditSummary, column: str, values: list[Any], categories: Sequence[str] | None
+) -> Disparity:
+    labels, order = _segment_labels(values, categories)
+    label_array = np.asarray(labels)
+    scored = summary.scored_class
+    segments = []
+    for label in order:
+        mask = label_array == label
+        segments.append(
+            Segment(
+                label=label,
+                count=int(mask.sum()),
+                mean_adverse_probability=float(summary.probabilities[mask, scored].mean()),
+                adverse_rate=float((summary.predicted[mask] == scored).mean()),
+                mean_attribution={
+                    m: np.nanmean(a[mask], axis=0) for m, a in summary.attributions.items()
+                },
+            )
+        )
+    by_probability = sorted(segments, key=lambda s: s.mean_adverse_probability)
+    rates = [s.adverse_rate for s in segments]
+    method = next(m for m in (*SEGMENT_METHODS, *summary.methods) if m in summary.methods)
+    means = np.stack([s.mean_attribution[method] for s in segments])  # (S, F)
+    return Disparity(
+        column=column,
+        segments=segments,
+        highest=by_probability[-1].label,
+        lowest=by_probability[0].label,
+        probability_gap=by_probability[-1].mean_adverse_probability
+        - by_probability[0].mean_adverse_probability,
+        rate_ratio=min(rates) / max(rates) if max(rates) > 0 else 1.0,
+        method=method,
+        attribution_gaps=means.max(axis=0) - means.min(axis=0),
+    )
+
+
+def _flags(summary: AuditSummary, scores: np.ndarray) -> list[Flag]:
+    reasons: list[list[str]] = [[] for _ in summary.rows]
+    fidelity = summary.quality.get("tree", {}).get("fidelity_r2")
+    if fidelity is not None:
+        for i in np.flatnonzero(fidelity < LOW_FIDELITY):
+            reasons[i].append(f"low tree fidelity (R² {fidelity[i]:.2f})")
+    delta = summary.quality.get("integrated_gradients", {}).get("convergence_delta")
+    if delta is not None:
+        for i in np.flatnonzero(delta > HIGH_DELTA * np.maximum(1.0, np.abs(scores))):
+            reasons[i].append(f"high IG convergence delta ({delta[i]:.3g})")
+    agreement = summary.row_agreement
+    for i in np.flatnonzero(agreement < LOW_AGREEMENT):
+        reasons[i].append(f"methods disagree (mean Spearman {agreement[i]:.2f})")
+    flags = [Flag(int(summary.rows[i]), r) for i, r in enumerate(reasons) if r]
+    return sorted(flags, key=lambda f: (-len(f.reasons), f.row))
+
+
+def summarise(
+    documents: Sequence[dict[str, Any]],
+    features: Sequence[str],
+    classes: Sequence[str],
+    adverse: int | None = None,
+    categorical: dict[str, Sequence[str]] | None = None,
+    segment_by: str | None = None,
+) -> AuditSummary:
+    """The audit's summary; `categorical` maps a feature to its categories (display order)."""
+    if not documents:
+        raise ValueError("no rows to summarise")
+    categorical = categorical or {}
+    methods = list(documents[0]["methods"])
+    targets = [d["target"]["index"] for d in documents]
+    attributions = {
+        m: np.stack(
+            [
+                _toward_adverse(
+                    np.asarray(d["methods"][m]["attributions"], dtype=np.float64),
+                    t,
+                    adverse,
+                    len(classes),
+                )
+                for d, t in zip(documents, targets, strict=True)
+            ]
+        )
+        for m in methods
+    }
+    inputs = np.asarray(
+        [
+            [
+                categorical[f].index(d["input"][f]) if f in categorical else d["input"][f]
+                for f in features
+            ]
+            for d in documents
+        ],
+        dtype=np.float64,
+    )
+    quality = {
+        m: {
+            key: np.asarray([d["methods"][m]["quality"][key] for d in documents], dtype=np.float64)
+            for key in documents[0]["methods"][m]["quality"]
+        }
+        for m in methods
+    }
+    summary = AuditSummary(
+        features=list(features),
+        classes=list(classes),
+        adverse=adverse,
+        methods=methods,
+        rows=np.asarray([d["row"] for d in documents]),
+        inputs=inputs,
+        attributions=attributions,
+        probabilities=np.asarray(
+            [d["prediction"]["probabilities"] for d in documents], dtype=np.float64
+        ),
+        predicted=np.asarray([d["prediction"]["index"] for d in documents]),
+        quality=quality,
+    )
+    summary.importance = {m: np.nanmean(np.abs(a), axis=0) for m, a in attributions.items()}
+    summary.importance_by_class = {
+        m: {
+            classes[c]: np.nanmean(np.abs(a[summary.predicted == c]), axis=0)
+            for c in range(len(classes))
+            if (summary.predicted == c).any()
+        }
+        for m, a in attributions.items()
+    }
+    summary.agreement = {
+        (m1, m2): _spearman_rows(attributions[m1], attributions[m2])
+        for m1, m2 in itertools.combinations(methods, 2)
+    }
+    if segment_by is not None:
+        values = [d["segment"] for d in documents]
+        summary.disparity = _disparity(summary, segment_by, values, categorical.get(segment_by))
+    scores = np.asarray([d["score"] for d in documents], dtype=np.float64)
+    summary.flags = _flags(summary, scores)
+    return summary

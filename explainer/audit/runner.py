@@ -1,0 +1,249 @@
+"""The audit runner: explain a data set chunk by chunk, checkpointing each chunk in the store.
+
+Every row is explained with its own seed, derived from (job seed, row index), in its own
+`explain` call, so a row's result is the same whatever the chunking, the engine (local or
+Ray) or the number of restarts. A chunk (64 rows by default) is decoded at once and stored
+in one transaction; a restarted job explains only the rows not stored yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated, Any, Protocol
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from explainer.audit.store import AuditStore, Job, LeaseLost
+from explainer.engine import Engine
+from explainer.explain import available_methods, check_methods, explain
+from explainer.options import METHODS, ExplainOptions
+from explainer.render import instance_document
+from explainer.targets import resolve_target
+from models.errors import ErrorItem, InvalidInput
+from models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+
+IndexedRow = tuple[int, Any]  # (row index in the data set, the row as submitted)
+Progress = Callable[[int, int], None]  # (rows done, total)
+
+
+class AuditSpec(BaseModel):
+    """What to audit and how: the job's request as stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model: StrictStr
+    methods: Annotated[list[StrictStr], Field(min_length=1)] | None = Field(
+        default=None, description="default: the model's five standard methods"
+    )
+    target: StrictStr | StrictInt | None = Field(
+        default=None,
+        description='a class index or label, or "predicted"; default: the model\'s adverse '
+        'class when it declares one, else "predicted"',
+    )
+    options: ExplainOptions = Field(default_factory=ExplainOptions)
+    seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)] = 0
+    segment_by: StrictStr | None = Field(
+        default=None, description="a feature or an extra column to summarise the audit by"
+    )
+    chunk_size: Annotated[StrictInt, Field(ge=1, le=1024)] = 64
+
+
+def row_seed(seed: int, index: int) -> int:
+    """Row `index`'s seed, derived from the job's seed alone (independent of chunking)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def audit_methods(handle: ModelHandle, spec: AuditSpec) -> list[str]:
+    supported = available_methods(handle)
+    return check_methods(handle, spec.methods or [m for m in METHODS if m in supported])
+
+
+def audit_target(handle: ModelHandle, spec: AuditSpec) -> str | int:
+    """The requested target, else the adverse class, else "predicted"."""
+    if spec.target is not None:
+        return spec.target
+    tabular = handle.spec.tabular
+    if tabular is not None and tabular.adverse_class is not None:
+        return tabular.adverse_class
+    return "predicted"
+
+
+def _model_row(handle: ModelHandle, row: Any) -> Any:
+    """The model's features of a row (extra columns dropped)."""
+    if isinstance(row, dict):
+        return {name: row[name] for name in handle.feature_names if name in row}
+    return row
+
+
+def validate(handle: ModelHandle, spec: AuditSpec, rows: Sequence[Any]) -> None:
+    """Check a job before queuing it: model, methods, target, every row, the segment column."""
+    if handle.is_image:
+        raise InvalidInput(
+            "audits support tabular models", [ErrorItem(("model",), "is an image model")]
+        )
+    audit_methods(handle, spec)
+    resolve_target(handle, audit_target(handle, spec))
+    for start in range(0, len(rows), 1024):
+        chunk = [_model_row(handle, row) for row in rows[start : start + 1024]]
+        try:
+            handle.decode(chunk)
+        except InvalidInput as exc:  # report locations in the whole data set
+            items = [_shift(item, start) for item in exc.errors]
+            raise InvalidInput(exc.detail, items) from None
+    column = spec.segment_by
+    if column is not None and column not in handle.feature_names:
+        missing = next(
+            (i for i, row in enumerate(rows) if not isinstance(row, dict) or column not in row),
+            None,
+        )
+        if missing is not None:
+            raise InvalidInput(
+                "the segment column is missing",
+                [ErrorItem(("data", missing, column), "segment_by column not in this row")],
+            )
+
+
+def _shift(item: ErrorItem, offset: int) -> ErrorItem:
+    loc = item.loc
+    if len(loc) >= 2 and loc[0] == "instances" and isinstance(loc[1], int):
+        loc = ("data", loc[1] + offset, *loc[2:])
+    return ErrorItem(loc, item.msg)
+
+
+def _input_values(handle: ModelHandle, values: torch.Tensor) -> dict[str, float | str]:
+    """A decoded row in original units, categories by name."""
+    tabular = handle.spec.tabular
+    assert tabular is not None
+    out: dict[str, float | str] = {}
+    for name, value in zip(tabular.features, values.tolist(), strict=True):
+        categories = tabular.categorical.get(name)
+        out[name] = categories[int(value)] if categories else float(value)
+    return out
+
+
+def explain_chunk(
+    handle: ModelHandle, engine: Engine, spec: AuditSpec, chunk: Sequence[IndexedRow]
+) -> list[dict[str, Any]]:
+    """One document per row: input, prediction, every method's explanation, seed, segment."""
+    methods = audit_methods(handle, spec)
+    target = audit_target(handle, spec)
+    inputs = handle.decode([_model_row(handle, row) for _, row in chunk])  # (n, F)
+    documents = []
+    for k, (index, row) in enumerate(chunk):
+        seed = row_seed(spec.seed, index)
+        result = explain(handle, inputs[k : k + 1], methods, target, spec.options, seed, engine)
+        input_values = _input_values(handle, inputs[k])
+        document = {
+            "row": index,
+            "seed": seed,
+            "input": input_values,
+            **instance_document(handle, index, result[0]),
+        }
+        if spec.segment_by is not None:
+            document["segment"] = input_values.get(spec.segment_by, row.get(spec.segment_by))
+        documents.append(document)
+    return documents
+
+
+class ChunkExecutor(Protocol):
+    """Explains chunks (in any order) and yields each chunk's documents and compute seconds."""
+
+    def __call__(
+        self, spec: AuditSpec, chunks: Sequence[Sequence[IndexedRow]]
+    ) -> Iterator[tuple[list[dict[str, Any]], float]]: ...
+
+
+class LocalExecutor:
+    """Explains chunks in this process, one after another, on the given Engine."""
+
+    def __init__(self, handle: ModelHandle, engine: Engine) -> None:
+        self.handle = handle
+        self.engine = engine
+
+    def __call__(
+        self, spec: AuditSpec, chunks: Sequence[Sequence[IndexedRow]]
+    ) -> Iterator[tuple[list[dict[str, Any]], float]]:
+        for chunk in chunks:
+            started = time.perf_counter()
+            documents = explain_chunk(self.handle, self.engine, spec, chunk)
+            yield documents, time.perf_counter() - started
+
+
+class Heartbeat:
+    """Renews a job's lease in a daemon thread; `lost` is set when the lease is gone."""
+
+    def __init__(self, store: AuditStore, job_id: str, worker: str) -> None:
+        self.store, self.job_id, self.worker = store, job_id, worker
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.store.lease_s / 3):
+            try:
+                self.store.heartbeat(self.job_id, self.worker)
+            except LeaseLost:
+                self.lost.set()
+                return
+            except Exception:  # a transient database error: the next beat retries
+                log.warning("audit %s: heartbeat failed", self.job_id, exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def pending_chunks(store: AuditStore, job: Job, size: int) -> list[list[IndexedRow]]:
+    """The rows not stored yet, in chunks of `size`."""
+    rows = store.rows(job.id)
+    stored = store.stored_rows(job.id)
+    pending = [i for i in range(job.total) if i not in stored]
+    return [[(i, rows[i]) for i in pending[s : s + size]] for s in range(0, len(pending), size)]
+
+
+def run_job(
+    store: AuditStore,
+    job: Job,
+    worker: str,
+    execute: ChunkExecutor,
+    on_progress: Progress | None = None,
+) -> Job:
+    """Explain a leased job's pending rows, checkpointing each chunk; returns the job as stored.
+
+    Stops early (leaving the job to whoever holds it) when it was cancelled or taken over;
+    marks it failed, with the reason, when explaining raises.
+    """
+    spec = AuditSpec.model_validate(job.request)
+    chunks = pending_chunks(store, job, spec.chunk_size)
+    done = job.total - sum(len(chunk) for chunk in chunks)
+    if on_progress is not None:
+        on_progress(done, job.total)
+    with Heartbeat(store, job.id, worker) as heartbeat:
+        try:
+            for documents, seconds in execute(spec, chunks):
+                if heartbeat.lost.is_set():
+                    raise LeaseLost(job.id)
+                store.checkpoint(job.id, worker, documents, seconds)
+                done += len(documents)
+                if on_progress is not None:
+                    on_progress(done, job.total)
+        except LeaseLost:
+            log.info("audit %s: cancelled or taken over; stopping", job.id)
+            return store.get(job.id)
+        except Exception as exc:
+            log.exception("audit %s failed", job.id)
+            store.finish(job.id, worker, "failed", f"{type(exc).__name__}: {exc}")
+            return store.get(job.id)
+    store.finish(job.id, worker)
+    return store.get(job.id)
