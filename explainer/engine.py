@@ -80,7 +80,7 @@ class Engine:
 
     def memo(self, handle: ModelHandle, key: Hashable, build: Callable[[], T]) -> T:
         """A per-model object built once (and kept while recently used)."""
-        return self.objects.get_or_build((handle.fingerprint, key), build)  # type: ignore[no-any-return]
+        return self.objects.get_or_build((handle.fingerprint, key), build)
 
     def chunk_for(self, handle: ModelHandle) -> int:
         return self.chunk_sizes.get(handle.name, self.chunk_size)

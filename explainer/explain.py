@@ -31,9 +31,15 @@ from models.errors import ErrorItem, InvalidInput
 from models.handle import ModelHandle
 
 
+def supports_layer_hooks(handle: ModelHandle) -> bool:
+    """Grad-CAM needs an eager image model (safetensors): scripted and exported ones hide layers."""
+    scripted = (torch.jit.ScriptModule, torch.fx.GraphModule)
+    return handle.is_image and handle.module is not None and not isinstance(handle.module, scripted)
+
+
 def available_methods(handle: ModelHandle) -> list[str]:
     """The methods this model supports (perturbation methods on tabular need a background)."""
-    names = [m for m in REGISTRY if handle.is_image or m != "gradcam"]
+    names = [m for m in REGISTRY if m != "gradcam" or supports_layer_hooks(handle)]
     if not handle.is_image and handle.background is None:
         names = [m for m in names if m not in ("shap", "lime", "tree")]
     return names

@@ -115,6 +115,11 @@ def open_image(data: bytes, limits: ImageLimits, loc: tuple[str | int, ...]) -> 
         raise InvalidInput(
             "not a PNG or JPEG image", [ErrorItem(loc, "must be a PNG or JPEG image")]
         ) from None
+    except Image.DecompressionBombError:  # Pillow's own header check, past ~179 Mpixels
+        raise LimitExceeded(
+            "image has too many pixels",
+            [ErrorItem(loc, f"exceeds the limit of {limits.max_pixels} pixels")],
+        ) from None
     width, height = image.size
     if width * height > limits.max_pixels:
         raise LimitExceeded(

@@ -171,6 +171,11 @@ def _segments(summary: AuditSummary, disparity: Disparity) -> str:
         f"predicted {_e(label)} rate: <strong>{disparity.rate_ratio:.2f}</strong> "
         "(below 0.8 fails the four-fifths rule of thumb).</p>"
     )
+    caption = (
+        f'<p class="note">Per segment: rows, mean predicted P({_e(label)}), the share predicted '
+        f"{_e(label)}, and the mean {_e(disparity.method)} attribution of each feature toward "
+        f"{_e(label)} (▲ and shaded: the {GAP_HIGHLIGHTS} largest gaps between segments).</p>"
+    )
     return _section(
         "segments",
         f"Segments and disparities by {disparity.column}",
@@ -182,6 +187,7 @@ def _segments(summary: AuditSummary, disparity: Disparity) -> str:
             plots.segment_attribution_png(disparity, summary.features),
             "mean attribution per segment",
         ),
+        caption,
         _table(header, rows, raw=True),
         f"<h3>Largest gaps in mean {_e(disparity.method)} attribution between segments</h3>",
         _table(("feature", "max − min over segments"), gap_rows),

@@ -15,6 +15,7 @@ The parity tests check that the weights equal those of lime's `explain_instance`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ def segmentations(ctx: MethodContext) -> list[np.ndarray]:
     """One superpixel segmentation per image, cached per model and image content."""
     return [
         ctx.engine.memo(
-            ctx.handle, ("segments", array_digest(image)), lambda i=image: segment_image(i)
+            ctx.handle, ("segments", array_digest(image)), partial(segment_image, image)
         )
         for image in images_hwc(ctx)
     ]
