@@ -58,7 +58,9 @@ def timed(function: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def score_function(handle: ModelHandle, target: int, channels_last: bool = False):  # type: ignore[no-untyped-def]
+def score_function(
+    handle: ModelHandle, target: int, channels_last: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
     """The naive model function: the whole array in one forward call."""
 
     def score(rows: np.ndarray) -> np.ndarray:
@@ -219,6 +221,34 @@ def run_model(handle: ModelHandle, repeats: int) -> dict[str, float]:
     return {"speedup": speedup, "floor_ratio": mine.total / compute_floor}
 
 
+def rows_and_cache(handle: ModelHandle, repeats: int) -> dict[str, float]:
+    """16 rows in one request versus one row (cache off); a repeated request (cache on)."""
+    assert handle.background is not None
+    rows = handle.background[:16].clone()
+    engine = Engine("cpu", cache_entries=0)
+    engine.tune(handle)
+    explain(handle, rows, METHODS, engine=engine)  # warm-up
+    one = statistics.median(
+        timed(lambda: explain(handle, rows[:1], METHODS, engine=engine)) for _ in range(repeats)
+    )
+    sixteen = statistics.median(
+        timed(lambda: explain(handle, rows, METHODS, engine=engine)) for _ in range(repeats)
+    )
+    cached_engine = Engine("cpu")
+    cached_engine.chunk_sizes = dict(engine.chunk_sizes)
+    first = timed(lambda: explain(handle, rows[:1], METHODS, seed=1, engine=cached_engine))
+    again = statistics.median(
+        timed(lambda: explain(handle, rows[:1], METHODS, seed=1, engine=cached_engine))
+        for _ in range(repeats)
+    )
+    print(
+        f"\n{handle.name}: 1 row {one:.3f} s, 16 rows {sixteen:.3f} s "
+        f"({sixteen / one:.1f}x one row); first request {first:.3f} s, "
+        f"repeated (cache) {again * 1000:.2f} ms ({first / again:.0f}x faster)"
+    )
+    return {"rows16": sixteen / one, "cache": first / again}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -228,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device cpu")
     repository = ModelRepository(ZOO_DIR).load()
     figures = {name: run_model(handle, args.repeats) for name, handle in repository.handles.items()}
+    for handle in repository.handles.values():
+        if not handle.is_image:
+            rows_and_cache(handle, args.repeats)
     if not args.skip_resnet:
         with tempfile.TemporaryDirectory() as directory:
             run_model(resnet_handle(Path(directory)), max(1, args.repeats // 3))
