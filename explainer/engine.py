@@ -29,7 +29,7 @@ T = TypeVar("T")
 # Candidate chunk sizes tried by `Engine.tune`, smallest first.
 TUNE_CHUNKS = (16, 32, 64, 128, 256, 1024, 4096, 16384)
 TUNE_SECONDS = 0.3  # time spent measuring each candidate (at least one call)
-TUNE_MAX_BYTES = 256 * 1024**2  # largest input chunk tried, in bytes
+TUNE_MAX_BYTES = 32 * 1024**2  # largest input chunk tried, in bytes
 
 # Builds the input-space rows [start, stop) of a perturbation set, on demand.
 ChunkSource = Callable[[int, int], torch.Tensor]

@@ -145,8 +145,12 @@ class ModelHandle:
             "output": self.spec.output,
             "sha256": self.sha256,
         }
-        if self.spec.tabular is not None:
-            info["features"] = list(self.spec.tabular.features)
+        tabular = self.spec.tabular
+        if tabular is not None:
+            info["features"] = list(tabular.features)
+            info["units"] = dict(tabular.units)
+            info["ranges"] = {name: r.model_dump() for name, r in tabular.ranges.items()}
+            info["categorical"] = {name: list(c) for name, c in tabular.categorical.items()}
         if self.spec.image is not None:
             image = self.spec.image
             info["image"] = {

@@ -147,7 +147,8 @@ def explain_chunk(
             **instance_document(handle, index, result[0]),
         }
         if spec.segment_by is not None:
-            document["segment"] = input_values.get(spec.segment_by, row.get(spec.segment_by))
+            column = spec.segment_by
+            document["segment"] = input_values[column] if column in input_values else row[column]
         documents.append(document)
     return documents
 

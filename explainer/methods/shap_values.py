@@ -94,15 +94,26 @@ def _tabular(
         seed=ctx.seed,
     )
     row = ctx.inputs[index : index + 1].detach().cpu().numpy()
-    features = row.shape[1]
-    default_evals = 2**features + 1 if algorithm == "exact" else max(500, 2 * features + 1)
     result = explainer(
         row,
-        max_evals=ctx.options.shap.max_evals or default_evals,
+        max_evals=_tabular_max_evals(algorithm, row.shape[1], ctx.options.shap.max_evals),
         batch_size=SHAP_BATCH,
         silent=True,
     )
     return np.asarray(result.values[0], dtype=np.float64), float(np.ravel(result.base_values)[0])
+
+
+def _tabular_max_evals(algorithm: str, features: int, requested: int | None) -> int:
+    """shap's budget: exact needs 2**F evaluations, permutation at least 2F+1 (default 500)."""
+    needed = 2**features if algorithm == "exact" else 2 * features + 1
+    if requested is None:
+        return needed + 1 if algorithm == "exact" else max(500, needed)
+    if requested < needed:
+        raise InvalidInput(
+            f"shap's {algorithm} algorithm needs at least {needed} evaluations for this model",
+            [ErrorItem(("options", "shap", "max_evals"), f"must be at least {needed}")],
+        )
+    return requested
 
 
 def _image_partition(ctx: MethodContext, index: int, target: int) -> tuple[np.ndarray, float]:

@@ -98,7 +98,10 @@ def _rule(ctx: MethodContext, names: list[str], feature: int, threshold: float, 
         chosen = [c for code, c in enumerate(categories) if (code <= threshold) == left]
         return f"{name} in {{{', '.join(chosen)}}}"
     unit = spec.units.get(name, "")
-    return f"{name} {'<=' if left else '>'} {threshold:.4g}{' ' + unit if unit else ''}"
+    value = np.format_float_positional(
+        threshold, precision=4, unique=False, fractional=False, trim="-"
+    )
+    return f"{name} {'<=' if left else '>'} {value}{' ' + unit if unit else ''}"
 
 
 def _tree_dict(model: DecisionTreeRegressor, names: list[str], path: list[int]) -> dict[str, Any]:

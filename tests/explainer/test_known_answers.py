@@ -147,3 +147,14 @@ def test_extra_methods_on_the_logistic_model(
     attributions = explain(known_models["logistic"], X, [method], target=1)[0].methods[method]
     top = set(np.argsort(-np.abs(attributions.attributions))[:3].tolist())
     assert top == NONZERO
+
+
+def test_too_small_shap_budget_is_a_422_before_shap_fails(
+    known_models: dict[str, ModelHandle],
+) -> None:
+    from models.errors import InvalidInput
+
+    options = ExplainOptions(shap={"max_evals": 20, "algorithm": "exact"})
+    with pytest.raises(InvalidInput) as error:
+        explain(known_models["logistic"], X, ["shap"], options=options)
+    assert error.value.errors[0].loc == ("options", "shap", "max_evals")

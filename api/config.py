@@ -1,0 +1,109 @@
+"""Service configuration: defaults, then `EXPLAINER_*` environment variables, then a dict.
+
+Every field `x` is read from the environment variable `EXPLAINER_X` (upper case);
+`EXPLAINER_API_KEYS` is comma-separated. A value that does not parse stops start-up with a
+message naming the variable: configuration never falls back silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.decoding import ImageLimits
+from models.repository import default_repository_path
+
+ENV_PREFIX = "EXPLAINER_"
+DEFAULT_DATABASE_URL = "sqlite:///var/explainer.db"
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; names the variable."""
+
+
+class ApiConfig(BaseModel):
+    """Everything `create_app` needs; see the README (HTTP API) for the defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model_repo: Path = Field(default_factory=default_repository_path)
+    # None: CUDA when available, else CPU (decided in the worker, never before the fork).
+    device: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    # Bearer tokens; when empty, no authentication (loopback only unless --insecure).
+    api_keys: tuple[str, ...] = ()
+    max_body_bytes: PositiveInt = 16 * 1024 * 1024
+    max_image_pixels: PositiveInt = 4096 * 4096
+    max_instances: PositiveInt = 16
+    # Service-wide caps on the method options (a model's [limits] replace them).
+    max_n_steps: PositiveInt = 256
+    max_num_samples: PositiveInt = 5000
+    max_depth: PositiveInt = 6
+    # Stored explanations (and so heatmap URLs) live this long, and at most this many.
+    store_ttl_s: PositiveInt = 24 * 3600
+    store_max_entries: PositiveInt = 1000
+    # Explanations computed at once per worker; others wait up to queue_timeout_s, then 503.
+    max_concurrency: PositiveInt = 1
+    queue_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # Explain/predict requests waiting per worker beyond max_concurrency; more get 503 at
+    # once (api.overload). Each gets 504 after request_timeout_s.
+    max_queue: Annotated[int, Field(ge=0)] = 8
+    request_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    # Rows per model call; None: tuned per model at load (Engine.tune).
+    chunk_size: PositiveInt | None = None
+    # bf16 autocast on CUDA (ignored on the CPU).
+    autocast: bool = False
+    # Finished explanations kept per worker (LRU); 0 disables the cache.
+    cache_entries: Annotated[int, Field(ge=0)] = 1024
+    # Run one small explanation per model at load, so shap's first-call compilation is paid
+    # before /readyz says ready.
+    warm_up: bool = True
+    # Load models in a background thread (the server answers /healthz at once).
+    background_load: bool = False
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("chunk_size", mode="before")
+    @classmethod
+    def _empty_is_tuned(cls, value: Any) -> Any:
+        return None if value in ("", "auto") else value
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _empty_is_auto(cls, value: Any) -> Any:
+        return None if value in ("", "auto") else value
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_image_pixels, max_bytes=self.max_body_bytes)
+
+    @classmethod
+    def from_env(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> ApiConfig:
+        """Defaults <- `EXPLAINER_*` variables <- `overrides`."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            variable = ENV_PREFIX + name.upper()
+            if variable in environ:
+                values[name] = environ[variable]
+        values.update(overrides or {})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            source = "" if field in (overrides or {}) else f" ({ENV_PREFIX}{field.upper()})"
+            raise ConfigError(f"configuration {field}{source}: {first['msg']}") from None

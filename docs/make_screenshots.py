@@ -1,0 +1,128 @@
+"""Screenshots of the web viewer for the README: `docs/viewer-image.png`, `docs/viewer-tabular.png`.
+
+Each shows a real explanation: the zoo's lesion image model on a generated lesion, and the
+credit-risk model on its example applicant. Uses a running server (`--base-url`, e.g. the
+one `make run` starts) or starts `explainer serve` on a free port itself, and drives
+Debian's chromium headless through Playwright:
+
+    .venv/bin/python docs/make_screenshots.py [--base-url http://127.0.0.1:8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+
+from models.zoo.lesion_data import generate
+
+DOCS = Path(__file__).resolve().parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+IMAGE_MODEL, TABULAR_MODEL = "lesion-64", "credit-risk"
+LESION_SEED = 7  # a generated malignant (spiculated) lesion with a hair and an ink mark
+READY_TIMEOUT_S = 300
+EXPLAIN_TIMEOUT_MS = 300_000
+
+
+@contextmanager
+def own_server() -> Iterator[str]:
+    """`explainer serve` on a free loopback port with a throwaway database."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    explainer = Path(sys.executable).with_name("explainer")
+    with tempfile.TemporaryDirectory() as directory:
+        command = [str(explainer), "serve", "--host", "127.0.0.1", "--port", str(port)]
+        env = {"EXPLAINER_DATABASE_URL": f"sqlite:///{directory}/explainer.db"}
+        process = subprocess.Popen(command, cwd=directory, env={**os.environ, **env})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"explainer serve exited with {process.returncode}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"explainer serve was not ready after {READY_TIMEOUT_S} s")
+
+
+def lesion_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(generate(1, seed=LESION_SEED).images[0]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def explain_and_capture(page: Page, path: Path) -> None:
+    """Press Explain, wait for the result, open the whole tree and save a full-page shot."""
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#status.ok")).to_be_visible(timeout=EXPLAIN_TIMEOUT_MS)
+    page.locator("details.whole-tree summary").click()
+    page.screenshot(path=path, full_page=True)
+    print(f"wrote {path}")
+
+
+def capture(base_url: str) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(base_url=base_url, viewport={"width": 1440, "height": 900})
+        page.goto("/")
+        expect(page.locator("#model option").first).to_be_attached()
+
+        page.get_by_label("Model").select_option(IMAGE_MODEL)
+        page.locator("#image-file").set_input_files(
+            {"name": "lesion.png", "mimeType": "image/png", "buffer": lesion_png()}
+        )
+        explain_and_capture(page, DOCS / "viewer-image.png")
+
+        page.get_by_label("Model").select_option(TABULAR_MODEL)
+        explain_and_capture(page, DOCS / "viewer-tabular.png")
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", help="a running server (default: start one)")
+    args = parser.parse_args()
+    if args.base_url:
+        capture(args.base_url.rstrip("/"))
+    else:
+        with own_server() as url:
+            capture(url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""A table of bad requests: each gets the right status and an RFC 9457 problem body.
+
+Every case also checks that the body never echoes the sentinel input value and that the
+service is still alive afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.api.conftest import png_bytes
+from tests.api.repo import FEATURES, IMAGE, TABULAR
+
+SENTINEL = 98765.4321
+ROW = {name: SENTINEL if name == "income" else 0.5 for name in FEATURES}
+EXPLAIN = f"/v1/models/{TABULAR}/explain"
+IMAGE_EXPLAIN = f"/v1/models/{IMAGE}/explain"
+HEATMAP = "/v1/explanations/0123456789abcdef0123456789abcdef/0/saliency.png"
+
+
+def b64(data: bytes) -> dict[str, str]:
+    return {"b64": base64.b64encode(data).decode()}
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` pixels, with no pixel data."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + iend
+
+
+@dataclass
+class Case:
+    status: int
+    url: str = EXPLAIN
+    json: Any = None
+    data: Any = None
+    content_type: str | None = None
+    method: str = "POST"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def explain(**body: Any) -> dict[str, Any]:
+    return {"instances": [ROW], **body}
+
+
+CASES = {
+    # JSON syntax and numbers
+    "malformed-json": Case(400, data='{"instances": [', content_type="application/json"),
+    "not-json-at-all": Case(400, data="instances=1", content_type="application/json"),
+    "nan": Case(422, data='{"instances": [[NaN, 1, 2, 3]]}', content_type="application/json"),
+    "infinity": Case(
+        422, data='{"instances": [[Infinity, 1, 2, 3]]}', content_type="application/json"
+    ),
+    "minus-infinity": Case(
+        422, data='{"instances": [[-Infinity, 1, 2, 3]]}', content_type="application/json"
+    ),
+    "float-overflow": Case(
+        422, data='{"instances": [[1e999, 1, 2, 3]]}', content_type="application/json"
+    ),
+    # schema
+    "body-not-object": Case(422, json=[1, 2]),
+    "missing-instances": Case(422, json={}),
+    "empty-instances": Case(422, json={"instances": []}),
+    "instances-not-list": Case(422, json={"instances": ROW}),
+    "unknown-field": Case(422, json=explain(colour="red")),
+    "unknown-option": Case(422, json=explain(options={"lime": {"bogus": 1}})),
+    "unknown-option-method": Case(422, json=explain(options={"magic": {}})),
+    "heatmaps-not-bool": Case(422, json=explain(heatmaps="yes")),
+    "seed-negative": Case(422, json=explain(seed=-1)),
+    "seed-float": Case(422, json=explain(seed=1.5)),
+    # methods
+    "unknown-method": Case(422, json=explain(methods=["magic"])),
+    "image-only-method": Case(422, json=explain(methods=["gradcam"])),
+    "empty-methods": Case(422, json=explain(methods=[])),
+    # models and paths
+    "unknown-model": Case(404, url="/v1/models/nope/explain", json=explain()),
+    "path-traversal-encoded": Case(
+        404, url="/v1/models/..%2F..%2Fetc%2Fpasswd/explain", json=explain()
+    ),
+    "path-traversal-dots": Case(404, url="/v1/models/%2e%2e/explain", json=explain()),
+    "unknown-route": Case(404, url="/v1/nothing", method="GET"),
+    "wrong-method": Case(405, url=EXPLAIN, method="GET"),
+    # limits
+    "n-steps-over-hard-limit": Case(
+        422, json=explain(options={"integrated_gradients": {"n_steps": 100000}})
+    ),
+    "n-steps-over-service-limit": Case(
+        422, json=explain(options={"integrated_gradients": {"n_steps": 1000}})
+    ),
+    "num-samples-huge": Case(422, json=explain(options={"lime": {"num_samples": 10**7}})),
+    "num-samples-over-service-limit": Case(
+        422, json=explain(options={"lime": {"num_samples": 19000}})
+    ),
+    "depth-huge": Case(422, json=explain(options={"tree": {"max_depth": 50}})),
+    "depth-over-service-limit": Case(422, json=explain(options={"tree": {"max_depth": 8}})),
+    "shap-evals-huge": Case(422, json=explain(options={"shap": {"max_evals": 10**6}})),
+    "too-many-instances": Case(422, json={"instances": [ROW] * 17}),
+    "body-too-large": Case(
+        413, data=b'{"instances": [' + b" " * 300_000 + b"]}", content_type="application/json"
+    ),
+    # targets
+    "target-out-of-range": Case(422, json=explain(target=7)),
+    "target-negative": Case(422, json=explain(target=-1)),
+    "target-unknown-label": Case(422, json=explain(target="maybe")),
+    "target-boolean": Case(422, json=explain(target=True)),
+    # tabular instances
+    "row-too-short": Case(422, json={"instances": [[SENTINEL, 2.0]]}),
+    "unknown-feature": Case(422, json={"instances": [{**ROW, "shoe_size": 3}]}),
+    "missing-feature": Case(422, json={"instances": [{"income": SENTINEL}]}),
+    "feature-not-number": Case(422, json={"instances": [{**ROW, "debt": "lots"}]}),
+    "row-is-string": Case(422, json={"instances": ["income=1"]}),
+    # images
+    "bad-base64": Case(422, url=IMAGE_EXPLAIN, json={"instances": [{"b64": "!!not base64!!"}]}),
+    "b64-not-string": Case(422, url=IMAGE_EXPLAIN, json={"instances": [{"b64": 12}]}),
+    "image-extra-key": Case(
+        422, url=IMAGE_EXPLAIN, json={"instances": [{**b64(png_bytes()), "x": 1}]}
+    ),
+    "not-an-image": Case(422, url=IMAGE_EXPLAIN, json={"instances": [b64(b"hello world")]}),
+    "gif": Case(422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_bytes(fmt="GIF"))]}),
+    "tiff": Case(422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_bytes(fmt="TIFF"))]}),
+    "decompression-bomb": Case(
+        422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_claiming(10_000, 10_000))]}
+    ),
+    # Past Pillow's own bomb limit (2 x 89 Mpx) Image.open raises before our header check.
+    "decompression-bomb-huge": Case(
+        422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_claiming(100_000, 100_000))]}
+    ),
+    "too-many-pixels": Case(422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_bytes(65))]}),
+    "truncated-png": Case(422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_bytes()[:60])]}),
+    "tabular-row-for-image": Case(422, url=IMAGE_EXPLAIN, json={"instances": [ROW]}),
+    # content types and multipart
+    "text-plain": Case(415, data=json.dumps(explain()), content_type="text/plain"),
+    "no-content-type": Case(415, data=json.dumps(explain())),
+    "form-urlencoded": Case(
+        415, data={"instances": "1"}, content_type="application/x-www-form-urlencoded"
+    ),
+    "multipart-unknown-field": Case(
+        422, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data={"other": "1"}
+    ),
+    "multipart-bad-request-json": Case(
+        400, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data={"request": "{"}
+    ),
+    "multipart-request-not-object": Case(
+        422, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data={"request": "[1]"}
+    ),
+    "multipart-no-files": Case(
+        422, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data={"request": "{}"}
+    ),
+    # predict and the KServe aliases share the checks
+    "predict-nan": Case(
+        422,
+        url=f"/v1/models/{TABULAR}/predict",
+        data='{"instances": [[NaN, 1, 2, 3]]}',
+        content_type="application/json",
+    ),
+    "kserve-unknown-field": Case(422, url=f"/v1/models/{TABULAR}:explain", json=explain(extra=1)),
+    "kserve-predict-unknown-model": Case(
+        404, url="/v1/models/nope:predict", json={"instances": [ROW]}
+    ),
+    # stored explanations and heatmaps
+    "unknown-explanation": Case(404, url="/v1/explanations/" + "0" * 32, method="GET"),
+    "heatmap-unknown-explanation": Case(404, url=HEATMAP, method="GET"),
+    "heatmap-bad-style": Case(422, url=HEATMAP + "?style=sketch", method="GET"),
+    "heatmap-bad-colormap": Case(422, url=HEATMAP + "?colormap=jet", method="GET"),
+    "heatmap-alpha-too-big": Case(422, url=HEATMAP + "?alpha=2", method="GET"),
+    "heatmap-alpha-not-number": Case(422, url=HEATMAP + "?alpha=lots", method="GET"),
+    "heatmap-unknown-query": Case(422, url=HEATMAP + "?size=9000", method="GET"),
+}
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert set(body) == {"type", "title", "status", "detail", "errors"}
+    assert body["status"] == status
+    assert isinstance(body["type"], str) and body["type"]
+    assert isinstance(body["title"], str) and isinstance(body["detail"], str)
+    for item in body["errors"]:
+        assert set(item) == {"loc", "msg"}
+        assert isinstance(item["loc"], list) and isinstance(item["msg"], str)
+    return body
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bad_request_is_a_problem(client: FlaskClient, case: Case) -> None:
+    kwargs: dict[str, Any] = {"json": case.json} if case.json is not None else {}
+    if case.data is not None:
+        kwargs["data"] = case.data
+    if case.content_type is not None:
+        kwargs["content_type"] = case.content_type
+    response = client.open(case.url, method=case.method, **kwargs, **case.extra)
+    body = assert_problem(response, case.status)
+    assert str(SENTINEL) not in response.get_data(as_text=True)
+    assert "Traceback" not in body["detail"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_there_are_at_least_thirty_cases() -> None:
+    assert len(CASES) >= 30
+
+
+def test_validation_errors_name_the_location(client: FlaskClient) -> None:
+    response = client.post(EXPLAIN, json=explain(options={"lime": {"num_samples": 10**7}}))
+    body = assert_problem(response, 422)
+    assert ["options", "lime", "num_samples"] in [item["loc"] for item in body["errors"]]
+
+
+def test_limit_errors_say_which_limit(client: FlaskClient) -> None:
+    response = client.post(EXPLAIN, json=explain(options={"tree": {"max_depth": 8}}))
+    body = assert_problem(response, 422)
+    assert body["errors"] == [{"loc": ["options", "tree", "max_depth"], "msg": "at most 6 allowed"}]
+
+
+def test_method_not_allowed_lists_allowed_methods(client: FlaskClient) -> None:
+    response = client.get(EXPLAIN)
+    assert "POST" in response.headers["Allow"]

@@ -1,0 +1,108 @@
+"""The command line: exit codes, `models`, `explain` outputs, and `serve`'s safety check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from explainer.cli import COMMANDS, main
+from tests.api.conftest import png_bytes
+from tests.api.repo import IMAGE, TABULAR, TABULAR_ROW
+
+
+def test_subcommands_are_a_registry() -> None:
+    assert {"serve", "models", "explain"} <= set(COMMANDS)
+
+
+def test_models_lists_the_repository(model_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--model-repo", str(model_repo)]) == 0
+    out = capsys.readouterr().out
+    assert TABULAR in out and IMAGE in out
+    assert main(["models", "--model-repo", str(model_repo), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in listed["models"]] == [TABULAR, IMAGE]
+
+
+def test_explain_writes_json_and_pngs(model_repo: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps({"instances": [TABULAR_ROW, TABULAR_ROW]}))
+    out = tmp_path / "out"
+    args = ["explain", TABULAR, str(rows), "--model-repo", str(model_repo), "--out", str(out)]
+    assert main([*args, "--methods", "saliency", "shap", "--target", "1", "--seed", "3"]) == 0
+    document = json.loads((out / "explanation.json").read_text())
+    assert len(document["explanations"]) == 2
+    assert document["provenance"]["seed"] == 3 and document["provenance"]["target"] == 1
+    assert document["explanations"][0]["methods"]["shap"]["heatmap_url"] == "0_shap.png"
+    assert Image.open(out / "1_saliency.png").format == "PNG"
+
+
+def test_explain_images(model_repo: Path, tmp_path: Path) -> None:
+    picture = tmp_path / "in.png"
+    picture.write_bytes(png_bytes())
+    out = tmp_path / "out"
+    args = ["explain", IMAGE, str(picture), "--model-repo", str(model_repo), "--out", str(out)]
+    assert main([*args, "--methods", "saliency"]) == 0
+    assert Image.open(out / "0_saliency.png").size == (256, 296)
+
+
+@pytest.mark.parametrize(
+    ("content", "extra"),
+    [
+        ('{"instances": [[NaN, 1, 2, 3]]}', []),  # NaN refused
+        ("{not json", []),
+        ('{"instances": [[1, 2]]}', []),  # wrong row length
+        (json.dumps([TABULAR_ROW]), ["--target", "9"]),  # target out of range
+        (json.dumps([TABULAR_ROW]), ["--methods", "gradcam"]),  # not for tabular models
+    ],
+    ids=["nan", "malformed", "short-row", "target", "method"],
+)
+def test_explain_bad_input_exits_2(
+    model_repo: Path, tmp_path: Path, content: str, extra: list[str]
+) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_text(content)
+    args = ["explain", TABULAR, str(rows), "--model-repo", str(model_repo), "--out", str(tmp_path)]
+    assert main([*args, *extra]) == 2
+
+
+def test_explain_unknown_model_or_file_exits_2(model_repo: Path, tmp_path: Path) -> None:
+    rows = tmp_path / "rows.json"
+    rows.write_text("[]")
+    assert main(["explain", "nope", str(rows), "--model-repo", str(model_repo)]) == 2
+    assert (
+        main(["explain", TABULAR, str(tmp_path / "missing.json"), "--model-repo", str(model_repo)])
+        == 2
+    )
+    assert main(["explain", TABULAR, str(tmp_path), "--model-repo", str(model_repo)]) == 2
+
+
+def test_bad_usage_exits_2() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
+
+
+def test_serve_refuses_a_public_host_without_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("EXPLAINER_API_KEYS", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "9"]) == 2
+    assert "--insecure" in capsys.readouterr().err
+    assert main(["serve", "--workers", "0"]) == 2
+
+
+def test_cli_does_not_import_api_or_touch_cuda() -> None:
+    code = (
+        "import sys, explainer.cli as c; c.build_parser(); "
+        "assert not any(m == 'api' or m.startswith('api.') for m in sys.modules); "
+        "import torch; assert not torch.cuda.is_initialized()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

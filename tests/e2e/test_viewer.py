@@ -1,0 +1,243 @@
+"""Browser tests of the web viewer (issue 7): Debian's chromium driven by Playwright.
+
+Each test loads `/` from the live server, explains one input through the page as a user
+would and checks what the page shows. Screenshots are kept under `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from api.app import create_app
+from api.config import ApiConfig
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+EXPLAIN_TIMEOUT_MS = 180_000  # the first SHAP call of a model compiles (DESIGN 8)
+
+
+@dataclass
+class Viewer:
+    """A page on the viewer and every console error or uncaught exception it produced."""
+
+    page: Page
+    errors: list[str] = field(default_factory=list)
+
+    def explain(self) -> None:
+        """Press Explain and wait until the page reports success."""
+        self.page.get_by_role("button", name="Explain").click()
+        status = self.page.locator("#status")
+        expect(status).to_have_class(re.compile(r"\b(ok|error)\b"), timeout=EXPLAIN_TIMEOUT_MS)
+        assert status.get_attribute("class") == "status ok", status.inner_text()
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=ARTIFACTS / name, full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (`make test` installs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def models(live_server: str) -> list[dict[str, Any]]:
+    """The live server's model listing."""
+    response = requests.get(f"{live_server}/v1/models", timeout=30)
+    response.raise_for_status()
+    listing: list[dict[str, Any]] = response.json()["models"]
+    return listing
+
+
+def first_model(models: list[dict[str, Any]], modality: str) -> dict[str, Any]:
+    """The first model of a modality, preferring one with categorical features."""
+    candidates = [m for m in models if m["modality"] == modality]
+    if not candidates:
+        pytest.skip(f"the live server has no {modality} model")
+    categorical = [m for m in candidates if any(isinstance(v, str) for v in example_of(m).values())]
+    return (categorical or candidates)[0]
+
+
+def example_of(model: dict[str, Any]) -> dict[str, Any]:
+    """The model's example row, or an empty one."""
+    return model.get("example") or {}
+
+
+@pytest.fixture
+def viewer(browser: Browser, live_server: str) -> Iterator[Viewer]:
+    context = browser.new_context(base_url=live_server, viewport={"width": 1440, "height": 900})
+    viewer = Viewer(context.new_page())
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            viewer.errors.append(f"{message.text} at {message.location}")
+
+    viewer.page.on("console", on_console)
+    viewer.page.on("pageerror", lambda error: viewer.errors.append(f"uncaught: {error}"))
+    viewer.page.goto("/")
+    expect(viewer.page.locator("#model option").first).to_be_attached()
+    yield viewer
+    context.close()
+
+
+def lesion_png(size: tuple[int, int]) -> bytes:
+    """A PNG of a generated lesion (the zoo's own generator) or, failing that, a dark disc."""
+    try:
+        from models.zoo.lesion_data import generate
+
+        pixels = generate(1, seed=7).images[0]
+    except ImportError:
+        yy, xx = np.mgrid[:64, :64]
+        disc = (yy - 32) ** 2 + (xx - 30) ** 2 < 15**2
+        pixels = np.where(disc[..., None], [110, 60, 45], [220, 175, 145]).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).resize(size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_page_loads_with_labelled_keyboard_reachable_controls(viewer: Viewer) -> None:
+    page = viewer.page
+    expect(page).to_have_title("explainer · viewer")
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll("input, select, button, textarea")]
+            .filter((el) => !el.closest("[hidden]"))
+            .filter((el) => el.labels?.length === 0 && !el.getAttribute("aria-label")
+                            && !el.textContent.trim())
+            .map((el) => el.id || el.outerHTML)"""
+    )
+    assert unlabelled == []
+    page.locator("#model").focus()
+    for _ in range(80):
+        if page.evaluate("document.activeElement.id") == "explain":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "explain"
+    assert viewer.errors == []
+
+
+def test_explain_an_uploaded_image(viewer: Viewer, models: list[dict[str, Any]]) -> None:
+    model = first_model(models, "image")
+    page = viewer.page
+    page.get_by_label("Model").select_option(model["name"])
+    size = (model["image"]["width"], model["image"]["height"])
+    page.locator("#image-file").set_input_files(
+        {"name": "lesion.png", "mimeType": "image/png", "buffer": lesion_png(size)}
+    )
+    expect(page.locator("#image-preview")).to_be_visible()
+
+    viewer.explain()
+
+    heatmaps = page.locator("#heatmap-grid img")
+    methods = page.locator("#methods input:checked").count()
+    expect(heatmaps).to_have_count(methods + 1)  # the input, then one map per method
+    sizes = heatmaps.evaluate_all(
+        "imgs => imgs.map((img) => [img.naturalWidth, img.naturalHeight])"
+    )
+    assert all(width > 0 and height > 0 for width, height in sizes), sizes
+    expect(page.locator("#prediction-label")).not_to_be_empty()
+    expect(page.locator("#tree-rules li").first).to_be_visible()
+    expect(page.locator("#tree canvas.region-map")).to_be_visible()  # what "region N" means
+    expect(page.locator("#summary .badge").first).to_be_visible()
+    viewer.screenshot("viewer-image.png")
+
+    # Switching the display re-renders the maps without explaining again.
+    with page.expect_response(lambda r: ".png?" in r.url and "style=map" in r.url):
+        page.get_by_label("Style").select_option("map")
+    expect(heatmaps).to_have_count(methods + 1)
+    assert viewer.errors == []
+
+
+def test_explain_a_tabular_row_through_the_form(
+    viewer: Viewer, models: list[dict[str, Any]]
+) -> None:
+    model = first_model(models, "tabular")
+    page = viewer.page
+    page.get_by_label("Model").select_option(model["name"])
+    features = page.locator("#features [data-feature]")
+    expect(features).to_have_count(len(model["features"]))
+    example = example_of(model)
+    if example:  # the form starts from the model's example
+        first = model["features"][0]
+        assert float(page.locator(f'[data-feature="{first}"]').input_value()) == pytest.approx(
+            example[first]
+        )
+    else:
+        for i in range(len(model["features"])):
+            features.nth(i).fill("0")
+
+    viewer.explain()
+
+    assert page.locator("#prediction-label").inner_text() in model["classes"]
+    expect(page.locator("#bars tbody tr").first).to_be_visible()
+    expect(page.locator("#tree-rules li").first).to_be_visible()
+    page.locator("details.whole-tree summary").click()
+    expect(page.locator(".tree .on-path").first).to_be_visible()
+    viewer.screenshot("viewer-tabular.png")
+
+    raw = page.locator("#raw-json")
+    expect(raw).to_have_attribute("href", re.compile(r"^/v1/explanations/[^/]+$"))
+    href = raw.get_attribute("href") or ""
+    stored = page.request.get(href)
+    assert stored.ok and stored.json()["explanations"][0]["methods"]
+    # With an API key the link fetches the JSON with it and opens it in a new tab.
+    page.get_by_label("API key").fill("any-key")
+    page.get_by_role("button", name="Use key").click()
+    with page.expect_popup() as popup:
+        raw.click()
+    expect(popup.value.locator("body")).to_contain_text(href.rsplit("/", 1)[1])
+    assert viewer.errors == []
+
+
+def test_api_key_is_kept_for_the_tab_and_sent_as_bearer(viewer: Viewer) -> None:
+    page = viewer.page
+    page.get_by_label("API key").fill("test-key")
+    page.get_by_role("button", name="Use key").click()
+    assert page.evaluate("sessionStorage.getItem('explainer.apiKey')") == "test-key"
+    with page.expect_request(lambda r: r.url.endswith("/v1/models")) as listing:
+        page.reload()
+    assert listing.value.headers.get("authorization") == "Bearer test-key"
+    expect(page.get_by_label("API key")).to_have_value("test-key")
+    page.get_by_role("button", name="Forget").click()
+    assert page.evaluate("sessionStorage.getItem('explainer.apiKey')") is None
+
+
+def test_page_and_its_files_need_no_api_key(tmp_path: Path) -> None:
+    """The page holds no data, so it loads without a key; the API calls it makes need one."""
+    config = {
+        "api_keys": "secret",
+        "model_repo": tmp_path,  # no models: the page needs none to load
+        "database_url": f"sqlite:///{tmp_path / 'explainer.db'}",
+    }
+    client = create_app(ApiConfig.from_env(config, environ={})).test_client()
+    for path in ("/", "/viewer/static/viewer.js", "/viewer/static/viewer.css"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/v1/models").status_code == 401
+    assert client.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
