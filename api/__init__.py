@@ -1,0 +1,1 @@
+"""The HTTP API: `create_app(config)` in `api.app`; nothing outside `api` imports it."""

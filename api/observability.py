@@ -1,0 +1,45 @@
+"""Request ids and one structured log line per request (route template, status, time).
+
+Log lines never hold input values: the route is logged as its template
+(`/v1/models/<name>/explain`), not the path, and bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+log = logging.getLogger("api.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _start() -> None:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "-")
+    rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    log.info(
+        "request_id=%s method=%s route=%s status=%d ms=%.1f",
+        g.get("request_id", "-"),
+        request.method,
+        rule,
+        response.status_code,
+        elapsed_ms,
+    )
+    return response
+
+
+def install_request_logging(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)

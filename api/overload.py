@@ -1,0 +1,122 @@
+"""Bounded concurrency and a time limit for the compute endpoints (explain and predict).
+
+A WSGI middleware around the Flask app, per worker process:
+
+- Admission: at most `max_concurrency + max_queue` explain/predict requests are in flight;
+  one more gets 503 problem+json with `Retry-After` at once (it never waits in a queue).
+- Time limit: an admitted request runs in a compute thread; when it has not finished after
+  `request_timeout_s` the caller gets 504 problem+json and the request thread moves on.
+  The computation cannot be interrupted safely mid-way (a model call is one C++ call), so
+  it finishes in the background, keeps its admission slot until then (a stuck model sheds
+  load instead of piling it up) and its late result is discarded.
+
+Other routes (health, docs, stored explanations, audits) bypass both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from api.config import ApiConfig
+from api.errors import problem
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+LIMITED_ENDPOINTS = frozenset(
+    {
+        "models.predict_route",
+        "models.predict_kserve",
+        "explanations.explain_route",
+        "explanations.explain_kserve",
+    }
+)
+RETRY_AFTER_S = 1
+Finished = tuple[str, list[tuple[str, str]], bytes]  # status line, headers, body
+
+
+class ComputeGate:
+    """WSGI middleware: admission control and a time limit for `LIMITED_ENDPOINTS`."""
+
+    def __init__(self, app: Flask, capacity: int, timeout_s: float) -> None:
+        self.app = app
+        self.inner: WSGIApplication = app.wsgi_app
+        self.capacity = capacity
+        self.timeout_s = timeout_s
+        self._permits = threading.BoundedSemaphore(capacity)
+        self._pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="compute")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        endpoint = self._endpoint(environ)
+        if endpoint not in LIMITED_ENDPOINTS:
+            return self.inner(environ, start_response)
+        if not self._permits.acquire(blocking=False):
+            log.warning("endpoint=%s status=503 overloaded: %d in flight", endpoint, self.capacity)
+            detail = f"more than {self.capacity} explain or predict requests in flight; retry"
+            retry = {"Retry-After": str(RETRY_AFTER_S)}
+            return self._problem(environ, start_response, 503, "Service busy", detail, retry)
+        future = self._pool.submit(self._run, environ)
+        try:
+            status, headers, body = future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            log.warning("endpoint=%s status=504 time limit %.1f s", endpoint, self.timeout_s)
+            detail = f"the request took longer than the {self.timeout_s:g} s time limit"
+            return self._problem(environ, start_response, 504, "Time limit exceeded", detail)
+        start_response(status, headers)
+        return [body]
+
+    def _endpoint(self, environ: WSGIEnvironment) -> str | None:
+        if environ.get("REQUEST_METHOD") != "POST":
+            return None
+        try:
+            endpoint, _ = self.app.url_map.bind_to_environ(environ).match()
+        except HTTPException:
+            return None
+        return str(endpoint)
+
+    def _run(self, environ: WSGIEnvironment) -> Finished:
+        """Run the app to the end of its body (in a compute thread); free the permit after."""
+        try:
+            started: dict[str, Any] = {}
+
+            def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                started.update(status=status, headers=headers)
+                return lambda _data: None
+
+            chunks = self.inner(environ, start)
+            try:
+                body = b"".join(chunks)
+            finally:
+                getattr(chunks, "close", lambda: None)()
+            return started["status"], started["headers"], body
+        finally:
+            self._permits.release()
+
+    def _problem(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        status: int,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> Iterable[bytes]:
+        with self.app.app_context():
+            response = problem(status, title, detail, headers=headers)
+        return response(environ, start_response)
+
+
+def install_overload(app: Flask, config: ApiConfig) -> None:
+    """Wrap `app.wsgi_app` in a ComputeGate sized by the config."""
+    capacity = config.max_concurrency + config.max_queue
+    app.wsgi_app = ComputeGate(app, capacity, config.request_timeout_s)  # type: ignore[method-assign]

@@ -1,0 +1,110 @@
+"""Strict request bodies: JSON without NaN or Infinity, or multipart with image files.
+
+`StrictJSONProvider` and `StrictRequest` make every JSON body parse strictly (400 when
+malformed, 422 for NaN, Infinity or a number that overflows); `read_body` validates a
+JSON or multipart body against a pydantic schema (unknown fields rejected).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn, TypeVar
+
+from flask import Request, request
+from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel, ValidationError
+
+from api.errors import MalformedRequest, UnsupportedMediaType, invalid_input
+from models.errors import ErrorItem, InvalidInput
+
+JSON_MIME = "application/json"
+MULTIPART_MIME = "multipart/form-data"
+# Multipart: image files in this field (repeatable, in order), options as JSON in "request".
+FILES_FIELD = "instances"
+REQUEST_FIELD = "request"
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+class NonFiniteNumber(ValueError):
+    """NaN, Infinity, or a number too large for a float."""
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise NonFiniteNumber(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise NonFiniteNumber("overflow")
+    return value
+
+
+def strict_loads(text: str | bytes) -> Any:
+    """`json.loads` that refuses NaN, Infinity and overflowing numbers."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _json_failure(error: ValueError, loc: tuple[str | int, ...]) -> InvalidInput | MalformedRequest:
+    if isinstance(error, NonFiniteNumber):
+        return InvalidInput(
+            "NaN, Infinity and out-of-range numbers are not allowed",
+            [ErrorItem(loc, "numbers must be finite")],
+        )
+    return MalformedRequest("the body is not valid JSON", [ErrorItem(loc, "invalid JSON")])
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider with strict parsing; responses never contain NaN."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return strict_loads(s)
+
+
+class StrictRequest(Request):
+    """A request whose JSON errors become problem responses (400 or 422)."""
+
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        if e is None:
+            raise UnsupportedMediaType(f"expected {JSON_MIME}")
+        raise _json_failure(e, ("body",))
+
+
+def _multipart_data() -> dict[str, Any]:
+    unknown = sorted((set(request.form) | set(request.files)) - {FILES_FIELD, REQUEST_FIELD})
+    if unknown:
+        raise InvalidInput(
+            "unknown multipart fields",
+            [ErrorItem((name,), "unknown field") for name in unknown],
+        )
+    raw = request.form.get(REQUEST_FIELD, "{}")
+    try:
+        data = strict_loads(raw)
+    except ValueError as error:
+        raise _json_failure(error, (REQUEST_FIELD,)) from None
+    if not isinstance(data, dict):
+        raise InvalidInput("bad request field", [ErrorItem((REQUEST_FIELD,), "must be an object")])
+    files = [upload.read() for upload in request.files.getlist(FILES_FIELD)]
+    if files:
+        if "instances" in data:
+            raise InvalidInput(
+                "instances given twice",
+                [ErrorItem((REQUEST_FIELD, "instances"), "not allowed with uploaded files")],
+            )
+        data["instances"] = files
+    return data
+
+
+def read_body(schema: type[Schema]) -> Schema:
+    """The request body (JSON, or multipart with image files) validated against `schema`."""
+    if request.mimetype == JSON_MIME:
+        data = request.get_json()
+    elif request.mimetype == MULTIPART_MIME:
+        data = _multipart_data()
+    else:
+        raise UnsupportedMediaType(f"send {JSON_MIME} or {MULTIPART_MIME}")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        raise invalid_input(error) from None

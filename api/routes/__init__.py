@@ -1,0 +1,1 @@
+"""One blueprint per resource: health, models, explanations."""

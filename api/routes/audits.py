@@ -1,0 +1,297 @@
+"""Audits: queue a data set for explanation, follow it, fetch its results and report, cancel.
+
+Jobs live in the service database (`explainer.audit.store`) and run in a background worker
+thread in every worker process, started when this blueprint is registered; an unfinished
+job resumes after a crash once its lease expires. Another caller's audit is a 404.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from flask import Flask, Response, current_app, jsonify, request, url_for
+from flask.blueprints import BlueprintSetupState
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field, ValidationError
+
+from api.errors import UnsupportedMediaType, invalid_input
+from api.limits import check_limits, model_limits
+from api.openapi import problem_responses, request_body
+from api.parsing import JSON_MIME, MULTIPART_MIME, strict_loads
+from api.runtime import EXTENSION, Runtime, runtime
+from api.schemas import Instance
+from explainer.audit import (
+    AuditSpec,
+    AuditStore,
+    AuditWorker,
+    Job,
+    audit_report,
+    validate,
+)
+from explainer.audit.io import MEDIA_TYPES, export, format_of, read_rows
+from models.errors import ErrorItem, InvalidInput, NotFound, PayloadTooLarge
+
+bp = APIBlueprint("audits", __name__, abp_tags=[Tag(name="audits")])
+
+STORE = "explainer.audits"  # app.extensions key of the AuditStore
+MAX_ROWS = 100_000  # rows per audit
+MAX_FILE_BYTES = 64 * 1024 * 1024  # an uploaded data file (the body limit also applies)
+DATA_FIELD, REQUEST_FIELD = "data", "request"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class AuditRequest(AuditSpec):
+    """An audit of JSON instances (every key but `model` and `instances` optional)."""
+
+    instances: Annotated[list[Instance], Field(min_length=1)]
+
+
+class AuditMultipart(BaseModel):
+    """multipart/form-data: the data file in `data`, the other keys as JSON in `request`."""
+
+    data: bytes = Field(json_schema_extra={"format": "binary"}, description="CSV, Parquet or JSONL")
+    request: str = Field(description="JSON object: AuditRequest without instances")
+
+
+class AuditPath(BaseModel):
+    id: str = Field(description="audit id")
+
+
+class ResultsQuery(BaseModel):
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl"
+    row: Annotated[int, Field(ge=0, lt=MAX_ROWS)] | None = Field(
+        default=None, description="only this row"
+    )
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+    fraction: float
+
+
+class AuditOut(BaseModel):
+    id: str
+    model: str
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    progress: Progress
+    eta_s: float | None
+    timings: dict[str, float | str | None]
+    error: str | None
+    links: dict[str, str]
+
+
+# ---- the store and the background worker ----
+
+
+def _store(app: Flask, state: Runtime) -> AuditStore:
+    store = app.extensions.get(STORE)
+    if store is None:
+        store = app.extensions[STORE] = AuditStore(state.db).create_tables()
+    return store
+
+
+def _wait_and_work(app: Flask) -> None:
+    """Wait for the models, then run audit jobs in this process until it exits."""
+    while (state := app.extensions.get(EXTENSION)) is None or state.status == "loading":
+        time.sleep(0.2)
+    if state.ready:
+        AuditWorker(_store(app, state), state.model).start()
+
+
+@bp.record_once
+def _start_worker(setup: BlueprintSetupState) -> None:
+    threading.Thread(target=_wait_and_work, args=(setup.app,), daemon=True).start()
+
+
+# ---- helpers ----
+
+
+def _owner() -> str:
+    """The caller: a hash of its API key ("anonymous" when the service has no keys)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return "anonymous"
+    return hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def _document(job: Job) -> dict[str, Any]:
+    now = time.time()
+    end = job.finished_at or now
+    elapsed = end - job.started_at if job.started_at is not None else None
+    rate = job.done / elapsed if elapsed and job.done else None
+    eta = (job.total - job.done) / rate if rate and job.status == "running" else None
+    return {
+        "id": job.id,
+        "model": job.model,
+        "status": job.status,
+        "progress": {
+            "done": job.done,
+            "total": job.total,
+            "fraction": round(job.done / job.total, 4),
+        },
+        "eta_s": None if eta is None else round(eta, 1),
+        "timings": {
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+            "elapsed_s": None if elapsed is None else round(elapsed, 3),
+            "compute_s": round(job.compute_s, 3),
+            "rows_per_s": None if rate is None else round(rate, 2),
+        },
+        "error": job.error,
+        "links": {
+            "self": url_for("audits.get_audit", id=job.id),
+            "results": url_for("audits.get_results", id=job.id),
+            "report": url_for("audits.get_report", id=job.id),
+        },
+    }
+
+
+def _read_request() -> tuple[AuditSpec, list[Any]]:
+    """The audit request: JSON with instances, or multipart with a data file."""
+    if request.mimetype == JSON_MIME:
+        data = request.get_json()
+        try:
+            body = AuditRequest.model_validate(data)
+        except ValidationError as error:
+            raise invalid_input(error) from None
+        return AuditSpec.model_validate(body.model_dump(exclude={"instances"})), body.instances
+    if request.mimetype != MULTIPART_MIME:
+        raise UnsupportedMediaType(f"send {JSON_MIME} or {MULTIPART_MIME}")
+    upload = request.files.get(DATA_FIELD)
+    if upload is None:
+        raise InvalidInput("no data file", [ErrorItem((DATA_FIELD,), "field required")])
+    content = upload.read(MAX_FILE_BYTES + 1)
+    if len(content) > MAX_FILE_BYTES:
+        raise PayloadTooLarge(f"the data file is larger than {MAX_FILE_BYTES} bytes")
+    rows = read_rows(content, format_of(upload.filename or ""), MAX_ROWS)
+    try:
+        spec = AuditSpec.model_validate(strict_loads(request.form.get(REQUEST_FIELD, "{}")))
+    except ValidationError as error:
+        raise invalid_input(error, (REQUEST_FIELD,)) from None
+    except ValueError:
+        raise InvalidInput(
+            "bad request field", [ErrorItem((REQUEST_FIELD,), "invalid JSON")]
+        ) from None
+    return spec, rows
+
+
+def _own_job(id_: str) -> tuple[Runtime, AuditStore, Job]:
+    state = runtime()
+    store = _store(current_app, state)
+    return state, store, store.get(id_, _owner())
+
+
+# ---- routes ----
+
+
+@bp.post(
+    "/v1/audits",
+    summary="Queue an audit of a data set (JSON instances or an uploaded file)",
+    description="Returns 202 with the job and its `Location`. An `Idempotency-Key` header makes "
+    "a retried POST return the caller's existing job.",
+    responses={202: AuditOut, **problem_responses(bp, 400, 401, 404, 413, 415, 422, 503)},
+    openapi_extensions=request_body(bp, AuditRequest, AuditMultipart),
+)
+def create_audit() -> Response:
+    state = runtime()
+    spec, rows = _read_request()
+    handle, _ = state.model(spec.model)
+    limits = replace(model_limits(state.config, handle), max_instances=MAX_ROWS)
+    check_limits(limits, len(rows), spec.options)
+    validate(handle, spec, rows)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not 0 < len(key) <= 128:
+        raise InvalidInput(
+            "bad idempotency key", [ErrorItem((IDEMPOTENCY_HEADER,), "1 to 128 characters")]
+        )
+    store = _store(current_app, state)
+    job, _ = store.submit(_owner(), handle.name, spec.model_dump(mode="json"), rows, key)
+    response = jsonify(_document(job))
+    response.status_code = 202
+    response.headers["Location"] = url_for("audits.get_audit", id=job.id)
+    return response
+
+
+@bp.get(
+    "/v1/audits/<id>",
+    summary="An audit's status, progress {done, total}, ETA and timings",
+    responses={200: AuditOut, **problem_responses(bp, 401, 404)},
+)
+def get_audit(path: AuditPath) -> Response:
+    _, _, job = _own_job(path.id)
+    return jsonify(_document(job))
+
+
+@bp.delete(
+    "/v1/audits/<id>",
+    summary="Cancel an audit (a finished one is left as it is)",
+    responses={200: AuditOut, **problem_responses(bp, 401, 404)},
+)
+def cancel_audit(path: AuditPath) -> Response:
+    store = _store(current_app, runtime())
+    return jsonify(_document(store.cancel(path.id, _owner())))
+
+
+@bp.get(
+    "/v1/audits/<id>/results",
+    summary="Per-row results so far: JSONL (one explanation document per line), CSV or Parquet",
+    responses={
+        200: {
+            "description": "the rows",
+            "content": {t: {"schema": {}} for t in MEDIA_TYPES.values()},
+        },
+        **problem_responses(bp, 401, 404, 422),
+    },
+)
+def get_results(path: AuditPath, query: ResultsQuery) -> Response:
+    state, store, job = _own_job(path.id)
+    documents = list(store.results(job.id, query.row))
+    if query.row is not None and not documents:
+        raise NotFound("no such row in this audit's results")
+    handle, _ = state.model(job.model)
+    classes = list(handle.spec.classes)
+    body = export(documents, query.format, classes)
+    response = Response(body, mimetype=MEDIA_TYPES[query.format])
+    if query.row is None:  # the whole set downloads as a file; one row shows inline
+        filename = f"audit-{job.id}.{query.format}"
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.get(
+    "/v1/audits/<id>/report",
+    summary="The audit's HTML report (self-contained, plots embedded)",
+    responses={
+        200: {"description": "HTML", "content": {"text/html": {"schema": {}}}},
+        **problem_responses(bp, 401, 404),
+    },
+)
+def get_report(path: AuditPath) -> Response:
+    state, store, job = _own_job(path.id)
+    documents = list(store.results(job.id))
+    if not documents:
+        raise NotFound("no rows explained yet")
+    handle, _ = state.model(job.model)
+    html = audit_report(
+        handle,
+        documents,
+        title=f"Audit {job.id} of {job.model}",
+        status=job.status,
+        total=job.total,
+        segment_by=job.request.get("segment_by"),
+        row_link=lambda row: url_for("audits.get_results", id=job.id, row=row),
+    )
+    return Response(html, mimetype="text/html")

@@ -1,0 +1,65 @@
+"""Run the app under gunicorn (gthread workers), for `explainer serve`.
+
+The master process only prepares the database tables and forks: it never creates the
+Engine or touches `torch.cuda`. Each worker builds its own app (Engine, models) in
+`load()`, after the fork, and loads the models in a background thread so /healthz answers
+at once and /readyz turns 200 when they are ready.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from api.config import ApiConfig
+from api.db import create_db_engine, init_db
+from api.store import explanations  # noqa: F401 (registers the table on the metadata)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+class ExplainerServer(BaseApplication):
+    """A gunicorn application whose workers each call `create_app(config)`."""
+
+    def __init__(self, config: ApiConfig, options: dict[str, Any]) -> None:
+        self.api_config = config
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        # Settings this gunicorn version lacks (e.g. the control socket before 25.1) are skipped.
+        for key, value in self.options.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        from api.app import create_app  # in the worker, after the fork
+
+        return create_app(self.api_config)
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def serve(config: ApiConfig, host: str, port: int, workers: int, threads: int) -> None:
+    """Create the tables once, then run gunicorn until it is stopped."""
+    init_db(create_db_engine(config.database_url))
+    options = {
+        "bind": bind_address(host, port),
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 300,
+        "graceful_timeout": 30,
+        "preload_app": False,
+        "accesslog": None,
+        "loglevel": "info",
+        # One shared ~/.gunicorn/gunicorn.ctl would clash between servers on one machine.
+        "control_socket_disable": True,
+    }
+    worker_config = config.model_copy(update={"background_load": True})
+    ExplainerServer(worker_config, options).run()
