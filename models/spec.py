@@ -52,13 +52,16 @@ class TabularSpec(_Strict):
     reasons: dict[str, str] = Field(default_factory=dict)
     # Index of the adverse class (for reason codes), e.g. the "default" class.
     adverse_class: int | None = None
+    # Protected attributes (e.g. age band): never given as adverse-action reasons; audits
+    # report disparities between their groups.
+    protected: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _known_features(self) -> TabularSpec:
         if len(set(self.features)) != len(self.features):
             raise ValueError("features: names must be unique")
         known = set(self.features)
-        for key in ("units", "ranges", "categorical", "reasons"):
+        for key in ("units", "ranges", "categorical", "reasons", "protected"):
             unknown = sorted(set(getattr(self, key)) - known)
             if unknown:
                 raise ValueError(f"{key}: unknown feature(s) {unknown}")

@@ -7,7 +7,8 @@ occlusion; saliency and the tree are not additive contributions and are never us
 Attributions explain the target class: when the target is the adverse class they are used
 as they are; for a two-class model with the other class as target their sign is flipped;
 otherwise there are no reason codes. Up to `MAX_REASONS` features with a positive push are
-listed, each with its text (the feature name when it has none).
+listed, each with its text (the feature name when it has none). Protected attributes
+(`tabular.protected`, e.g. an age band) are never given as reasons.
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ def reason_codes(handle: ModelHandle, result: InstanceExplanation) -> dict[str, 
         push = -values
     else:
         return None
-    order = [int(i) for i in np.argsort(-push, kind="stable") if push[i] > 0][:MAX_REASONS]
+    protected = set(tabular.protected)
+    order = [
+        int(i)
+        for i in np.argsort(-push, kind="stable")
+        if push[i] > 0 and tabular.features[i] not in protected
+    ][:MAX_REASONS]
     codes = [
         {
             "rank": rank,

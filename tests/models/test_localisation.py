@@ -1,0 +1,69 @@
+"""The lesion model's explanations point at the ground-truth lesion (models/zoo/localisation.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.repository import ZOO_DIR
+from models.zoo.localisation import (
+    IMAGE_MODEL,
+    LOCALISATION_FILE,
+    lesion_test_images,
+    load_handle,
+    localisation,
+    mass_inside,
+    pointing_hit,
+)
+
+SUBSET = 24
+# The subset's means may differ from the committed 100-image means by sampling alone.
+TOLERANCE = 0.1
+TARGET_MASS = 0.6
+
+
+@pytest.fixture(scope="module")
+def committed() -> dict[str, dict[str, float]]:
+    figures = json.loads((ZOO_DIR / IMAGE_MODEL / LOCALISATION_FILE).read_text(encoding="utf-8"))
+    return figures["methods"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict[str, dict[str, float]]:
+    return localisation(load_handle(), lesion_test_images(SUBSET))
+
+
+def test_mass_inside_and_pointing_on_known_maps() -> None:
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[:2, :2] = True
+    attributions = np.where(mask, 3.0, -1.0)
+    attributions[3, 3] = 1.0
+    assert mass_inside(attributions, mask) == pytest.approx(12.0 / 13.0)
+    assert pointing_hit(attributions, mask)
+    assert mass_inside(-np.ones((4, 4)), mask) == 0.0
+    assert not pointing_hit(np.where(mask, 0.0, 1.0), mask)
+
+
+@pytest.mark.slow
+def test_no_regression_against_committed_figures(
+    measured: dict[str, dict[str, float]], committed: dict[str, dict[str, float]]
+) -> None:
+    assert set(measured) == set(committed)
+    for method, values in measured.items():
+        for key in ("mass_inside", "pointing_game"):
+            assert values[key] >= committed[method][key] - TOLERANCE, (method, key)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="measured below 0.6 with the service defaults: the class is decided by the "
+    "lesion's border and attributions spread over both sides of it (see lesion-64/CARD.md)",
+    strict=False,
+)
+@pytest.mark.parametrize("method", ["integrated_gradients", "shap"])
+def test_attribution_mass_lies_inside_the_lesion(
+    measured: dict[str, dict[str, float]], method: str
+) -> None:
+    assert measured[method]["mass_inside"] >= TARGET_MASS
