@@ -13,16 +13,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# One resolver run installs the package and its dev extras (and counts as the plain install).
+$(VENV)/.installed-dev: pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
-	touch $@
+	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
 	$(VENV)/bin/explainer serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check explainer models api tests benchmarks
-	$(VENV)/bin/ruff format --check explainer models api tests benchmarks
+	$(VENV)/bin/ruff check explainer models api tests benchmarks notebooks docs
+	$(VENV)/bin/ruff format --check explainer models api tests benchmarks notebooks docs
 
 typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy

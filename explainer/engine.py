@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Candidate chunk sizes tried by `Engine.tune`, smallest first.
-TUNE_CHUNKS = (16, 32, 64, 128, 256, 1024, 4096, 16384)
-TUNE_SECONDS = 0.3  # time spent measuring each candidate (at least one call)
+TUNE_CHUNKS = (16, 64, 256, 1024, 4096, 16384)
+TUNE_SECONDS = 0.15  # time spent measuring each candidate (at least one call)
 TUNE_MAX_BYTES = 32 * 1024**2  # largest input chunk tried, in bytes
 
 # Builds the input-space rows [start, stop) of a perturbation set, on demand.

@@ -18,13 +18,17 @@ from models.handle import ModelHandle
 log = logging.getLogger(__name__)
 
 # Cheap settings: the point is to run every code path once, not to explain well.
-WARM_UP_OPTIONS = ExplainOptions.model_validate(
-    {
-        "integrated_gradients": {"n_steps": 4},
-        "shap": {"background_size": 4},
-        "lime": {"num_samples": 50},
-    }
-)
+WARM_UP_SETTINGS = {
+    "integrated_gradients": {"n_steps": 4},
+    "shap": {"background_size": 4},
+    "lime": {"num_samples": 50},
+}
+WARM_UP_OPTIONS = {
+    "tabular": ExplainOptions.model_validate(WARM_UP_SETTINGS),
+    "image": ExplainOptions.model_validate(
+        {**WARM_UP_SETTINGS, "shap": {"max_evals": 40, "blur_kernel": 4}}
+    ),
+}
 
 
 def warm_up_input(handle: ModelHandle) -> torch.Tensor:
@@ -42,6 +46,7 @@ def prepare(engine: Engine, handle: ModelHandle, tune: bool, warm_up: bool) -> N
         engine.tune(handle)
     if warm_up:
         methods = [m for m in METHODS if m in available_methods(handle)]
-        explain(handle, warm_up_input(handle), methods, options=WARM_UP_OPTIONS, engine=engine)
+        options = WARM_UP_OPTIONS[handle.spec.modality]
+        explain(handle, warm_up_input(handle), methods, options=options, engine=engine)
         engine.explanations.clear()
         log.info("warmed up %s", handle.name)

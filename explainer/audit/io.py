@@ -63,16 +63,25 @@ def _jsonl_rows(data: bytes) -> list[Any]:
     return rows
 
 
+def _records(frame: pd.DataFrame) -> list[Any]:
+    """Rows as JSON values: missing cells become None, dates ISO strings, numbers exact."""
+    text = frame.to_json(orient="records", date_format="iso", double_precision=15)
+    records: list[Any] = json.loads(text)
+    return records
+
+
 def read_rows(data: bytes, fmt: DataFormat, max_rows: int | None = None) -> list[Any]:
     """The rows of a CSV, Parquet or JSONL file's bytes (at most `max_rows`)."""
     try:
         if fmt == "jsonl":
             rows = _jsonl_rows(data)
         elif fmt == "csv":
-            rows = pd.read_csv(io.BytesIO(data)).to_dict(orient="records")
+            rows = _records(pd.read_csv(io.BytesIO(data)))
         else:
-            rows = pd.read_parquet(io.BytesIO(data)).to_dict(orient="records")
-    except (ValueError, OSError) as exc:
+            rows = _records(pd.read_parquet(io.BytesIO(data)))
+    except InvalidInput:
+        raise
+    except Exception as exc:  # untrusted bytes: any parser failure is the input's fault
         raise InvalidInput(
             f"unreadable {fmt} data", [ErrorItem(("data",), type(exc).__name__)]
         ) from None

@@ -61,6 +61,7 @@ def row_seed(seed: int, index: int) -> int:
 
 
 def audit_methods(handle: ModelHandle, spec: AuditSpec) -> list[str]:
+    """The requested methods, checked, else the model's standard methods."""
     supported = available_methods(handle)
     return check_methods(handle, spec.methods or [m for m in METHODS if m in supported])
 

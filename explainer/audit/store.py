@@ -99,10 +99,6 @@ class Job:
     compute_s: float
     request: dict[str, Any]
 
-    @property
-    def finished(self) -> bool:
-        return self.status not in ACTIVE
-
 
 def _pack(rows: Sequence[Any]) -> bytes:
     return gzip.compress(json.dumps(list(rows), allow_nan=False).encode(), mtime=0)
@@ -137,9 +133,10 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 
 def database_engine(url: str) -> Engine:
     """An engine for a database URL; SQLite files in WAL mode with a busy timeout."""
+    # hide_parameters: database errors (logged, or an audit's reason) never hold input values.
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from explainer.audit.runner import LocalExecutor, run_job
@@ -32,23 +33,18 @@ def worker_id() -> str:
 
 
 class AuditWorker:
-    """Runs audit jobs one at a time in a daemon thread."""
+    """Runs audit jobs one at a time, polling the store when there is none."""
 
     def __init__(self, store: AuditStore, resolve: ModelResolver, poll_s: float = 1.0) -> None:
         self.store = store
         self.resolve = resolve
         self.poll_s = poll_s
         self.id = worker_id()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="audit-worker", daemon=True)
 
     def start(self) -> AuditWorker:
-        self._thread.start()
+        """Run jobs in a daemon thread until the process exits."""
+        threading.Thread(target=self._loop, name="audit-worker", daemon=True).start()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def run_once(self) -> Job | None:
         """Claim and run one job; None when there was none to claim."""
@@ -64,10 +60,11 @@ class AuditWorker:
         return run_job(self.store, job, self.id, LocalExecutor(handle, engine))
 
     def _loop(self) -> None:
-        idle = False
-        while not self._stop.wait(self.poll_s if idle else 0.0):
+        while True:
             try:
                 idle = self.run_once() is None
             except Exception:  # a database hiccup: log it and poll again
                 log.exception("audit worker %s: claiming failed", self.id)
                 idle = True
+            if idle:
+                time.sleep(self.poll_s)

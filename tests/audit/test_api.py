@@ -1,0 +1,214 @@
+"""The audits API on the real app (in-process), its background worker and the zoo's credit-risk.
+
+`test_two_thousand_rows` is acceptance 1: a 2,000-row audit with the five methods completes
+with progress updates, and its results in JSONL, CSV and Parquet have exactly 2,000 rows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from flask.testing import FlaskClient
+
+from api.app import ExplainerApp, create_app
+from api.config import ApiConfig
+from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
+
+AppFactory = Callable[..., ExplainerApp]
+KEYS = ("alice-key", "bob-key")
+
+
+@pytest.fixture(scope="module")
+def make_app(credit_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> AppFactory:
+    def factory(**overrides: Any) -> ExplainerApp:
+        database = tmp_path_factory.mktemp("audit-db") / "explainer.db"
+        values = {
+            "model_repo": credit_repo,
+            "database_url": f"sqlite:///{database}",
+            "chunk_size": 256,  # no chunk tuning and no warm-up: the app is ready at once
+            "warm_up": False,
+            **overrides,
+        }
+        return create_app(ApiConfig.from_env(values, environ={}))
+
+    return factory
+
+
+@pytest.fixture(scope="module")
+def keyed(make_app: AppFactory) -> FlaskClient:
+    """A client of an app that requires API keys (alice's and bob's)."""
+    return make_app(api_keys=KEYS).test_client()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def wait_for(client: FlaskClient, location: str, timeout_s: float, **kwargs: Any) -> list[dict]:
+    """Poll an audit until it finishes; every status seen, in order."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen.append(client.get(location, **kwargs).get_json())
+        if seen[-1]["status"] not in ("queued", "running"):
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"audit not finished after {timeout_s} s: {seen[-1]}")
+
+
+@pytest.mark.slow
+def test_two_thousand_rows(make_app: AppFactory) -> None:
+    client = make_app().test_client()
+    started = time.monotonic()
+    body = {"model": MODEL, "instances": credit_rows(2000), "options": CHEAP_OPTIONS}
+    response = client.post("/v1/audits", json=body)
+    assert response.status_code == 202, response.get_json()
+    location = response.headers["Location"]
+    assert location == f"/v1/audits/{response.get_json()['id']}"
+
+    seen = wait_for(client, location, timeout_s=170)
+    final = seen[-1]
+    assert final["status"] == "completed", final
+    assert final["progress"] == {"done": 2000, "total": 2000, "fraction": 1.0}
+    progress = [s["progress"]["done"] for s in seen]
+    assert progress == sorted(progress)
+    assert len({p for p in progress if 0 < p < 2000}) >= 3, progress  # updates along the way
+    assert any(s["eta_s"] is not None for s in seen if s["status"] == "running")
+    assert final["timings"]["rows_per_s"] > 0
+
+    lines = client.get(f"{location}/results?format=jsonl").get_data().splitlines()
+    documents = [json.loads(line) for line in lines]
+    assert [d["row"] for d in documents] == list(range(2000))
+    assert set(documents[0]["methods"]) == {
+        "saliency",
+        "integrated_gradients",
+        "shap",
+        "lime",
+        "tree",
+    }
+    csv = pd.read_csv(io.BytesIO(client.get(f"{location}/results?format=csv").get_data()))
+    parquet = pd.read_parquet(
+        io.BytesIO(client.get(f"{location}/results?format=parquet").get_data())
+    )
+    for frame in (csv, parquet):
+        assert len(frame) == 2000
+        assert frame["row"].tolist() == list(range(2000))
+        assert "shap.income" in frame.columns
+    print(f"2,000-row audit: {time.monotonic() - started:.1f} s")
+
+
+def test_another_callers_audit_is_not_found(keyed: FlaskClient) -> None:
+    body = {"model": MODEL, "instances": credit_rows(3), "methods": ["saliency"]}
+    response = keyed.post("/v1/audits", json=body, headers=auth("alice-key"))
+    assert response.status_code == 202
+    location = response.headers["Location"]
+    assert keyed.get(location, headers=auth("alice-key")).status_code == 200
+    for suffix in ("", "/results", "/report"):
+        answer = keyed.get(location + suffix, headers=auth("bob-key"))
+        assert answer.status_code == 404
+        assert answer.mimetype == "application/problem+json"
+    assert keyed.delete(location, headers=auth("bob-key")).status_code == 404
+    assert keyed.get(location).status_code == 401
+
+
+def test_idempotency_key_returns_the_existing_job(keyed: FlaskClient) -> None:
+    body = {"model": MODEL, "instances": credit_rows(3), "methods": ["saliency"]}
+    headers = {**auth("alice-key"), "Idempotency-Key": "batch-42"}
+    first = keyed.post("/v1/audits", json=body, headers=headers).get_json()
+    again = keyed.post("/v1/audits", json=body, headers=headers).get_json()
+    assert again["id"] == first["id"]
+    other = keyed.post(
+        "/v1/audits", json=body, headers={**auth("bob-key"), "Idempotency-Key": "batch-42"}
+    )
+    assert other.get_json()["id"] != first["id"]  # keys are unique per caller
+
+
+def test_cancel(keyed: FlaskClient) -> None:
+    body = {"model": MODEL, "instances": credit_rows(400), "options": CHEAP_OPTIONS}
+    location = keyed.post("/v1/audits", json=body, headers=auth("alice-key")).headers["Location"]
+    cancelled = keyed.delete(location, headers=auth("alice-key")).get_json()
+    assert cancelled["status"] == "cancelled"
+    time.sleep(1.5)  # the worker stops at its next checkpoint or heartbeat
+    done = keyed.get(location, headers=auth("alice-key")).get_json()["progress"]["done"]
+    time.sleep(1.5)
+    later = keyed.get(location, headers=auth("alice-key")).get_json()
+    assert later["status"] == "cancelled"
+    assert later["progress"]["done"] == done < 400
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_upload(keyed: FlaskClient, fmt: str) -> None:
+    frame = pd.DataFrame(credit_rows(5)).assign(region=list("nnsse"))
+    if fmt == "csv":
+        content = frame.to_csv(index=False).encode()
+    elif fmt == "parquet":
+        content = frame.to_parquet(index=False)
+    else:
+        content = frame.to_json(orient="records", lines=True).encode()
+    request = {
+        "model": MODEL,
+        "methods": ["saliency", "integrated_gradients"],
+        "segment_by": "region",
+    }
+    response = keyed.post(
+        "/v1/audits",
+        data={"data": (io.BytesIO(content), f"applicants.{fmt}"), "request": json.dumps(request)},
+        headers=auth("alice-key"),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202, response.get_json()
+    location = response.headers["Location"]
+    assert wait_for(keyed, location, 60, headers=auth("alice-key"))[-1]["status"] == "completed"
+    row = keyed.get(f"{location}/results?row=3", headers=auth("alice-key")).get_data()
+    assert json.loads(row)["segment"] == "s"
+    report = keyed.get(f"{location}/report", headers=auth("alice-key"))
+    assert report.mimetype == "text/html"
+    assert b'id="segments"' in report.get_data()
+
+
+BAD_REQUESTS = [
+    ({"model": "nope", "instances": [{}]}, 404, None),
+    ({"model": MODEL, "instances": []}, 422, ["instances"]),
+    ({"model": MODEL, "instances": [{"income": 1.0}]}, 422, ["data", 0, "debt_to_income"]),
+    ({"model": MODEL, "instances": credit_rows(1), "methods": ["gradcam"]}, 422, ["methods", 0]),
+    (
+        {"model": MODEL, "instances": credit_rows(1), "segment_by": "region"},
+        422,
+        ["data", 0, "region"],
+    ),
+    ({"model": MODEL, "instances": credit_rows(1), "unknown": 1}, 422, ["unknown"]),
+    (
+        {"model": MODEL, "instances": credit_rows(1), "options": {"lime": {"num_samples": 10**4}}},
+        422,
+        ["options", "lime", "num_samples"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "loc"), BAD_REQUESTS)
+def test_bad_requests(keyed: FlaskClient, body: dict, status: int, loc: list | None) -> None:
+    response = keyed.post("/v1/audits", json=body, headers=auth("alice-key"))
+    assert response.status_code == status
+    problem = response.get_json()
+    if loc is not None:
+        assert loc in [item["loc"] for item in problem["errors"]], problem
+
+
+def test_too_many_rows(keyed: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("api.routes.audits.MAX_ROWS", 2)
+    content = pd.DataFrame(credit_rows(3)).to_csv(index=False).encode()
+    response = keyed.post(
+        "/v1/audits",
+        data={"data": (io.BytesIO(content), "rows.csv"), "request": json.dumps({"model": MODEL})},
+        headers=auth("alice-key"),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0] == {"loc": ["data"], "msg": "at most 2 rows"}
