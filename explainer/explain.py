@@ -73,8 +73,13 @@ def explain(
     options: ExplainOptions | None = None,
     seed: int = 0,
     engine: Engine | None = None,
+    use_cache: bool = True,
 ) -> list[InstanceExplanation]:
-    """Explain each instance of `inputs` (input space, on the device) with `methods`."""
+    """Explain each instance of `inputs` (input space, on the device) with `methods`.
+
+    `use_cache=False` neither reads nor fills the engine's explanation cache (batch audits,
+    whose rows are seldom asked for again, should not push out interactive entries).
+    """
     engine = engine or Engine(device=inputs.device, cache_entries=0)
     names = check_methods(handle, methods)
     resolved = resolve_target(handle, target)
@@ -94,7 +99,7 @@ def explain(
             for digest, t in zip(_row_digests(inputs), targets, strict=True)
         ]
         for result, row_keys in zip(results, keys, strict=True):
-            for name, key in row_keys.items():
+            for name, key in row_keys.items() if use_cache else ():
                 hit = engine.explanations.get(key)
                 if hit is not None:
                     result.methods[name] = dataclasses.replace(hit, cached=True)
@@ -113,7 +118,8 @@ def explain(
             for name in names:
                 for index, explanation in zip(missing, _timed(name, ctx), strict=True):
                     results[index].methods[name] = explanation
-                    engine.explanations.put(keys[index][name], explanation)
+                    if use_cache:
+                        engine.explanations.put(keys[index][name], explanation)
     return results
 
 

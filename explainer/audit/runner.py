@@ -1,9 +1,11 @@
 """The audit runner: explain a data set chunk by chunk, checkpointing each chunk in the store.
 
 Every row is explained with its own seed, derived from (job seed, row index), in its own
-`explain` call, so a row's result is the same whatever the chunking, the engine (local or
-Ray) or the number of restarts. A chunk (64 rows by default) is decoded at once and stored
-in one transaction; a restarted job explains only the rows not stored yet.
+`explain` call (bit-for-bit: float32 kernels may round differently for other batch sizes),
+so a row's result is the same whatever the chunking, the engine (local or Ray) or the number
+of restarts. Audits bypass the explanation cache, which is for interactive requests. A
+chunk (64 rows by default) is decoded at once and stored in one transaction; a restarted job
+explains only the rows not stored yet.
 """
 
 from __future__ import annotations
@@ -139,7 +141,9 @@ def explain_chunk(
     documents = []
     for k, (index, row) in enumerate(chunk):
         seed = row_seed(spec.seed, index)
-        result = explain(handle, inputs[k : k + 1], methods, target, spec.options, seed, engine)
+        result = explain(
+            handle, inputs[k : k + 1], methods, target, spec.options, seed, engine, use_cache=False
+        )
         input_values = _input_values(handle, inputs[k])
         document = {
             "row": index,

@@ -62,3 +62,13 @@ def test_lru_cache_is_bounded_and_counts() -> None:
     cache.put(3, "c")  # drops 2, the least recently used
     assert cache.get(2) is None and cache.get(3) == "c" and len(cache) == 2
     assert cache.stats() == {"entries": 2, "hits": 2, "misses": 1}
+
+
+def test_use_cache_false_neither_reads_nor_fills(known_models: dict[str, ModelHandle]) -> None:
+    engine = Engine("cpu")
+    handle = known_models["logistic"]
+    explain(handle, X, ["lime"], target=1, engine=engine, use_cache=False)
+    assert len(engine.explanations) == 0 and engine.explanations.hits == 0
+    explain(handle, X, ["lime"], target=1, engine=engine)
+    again = explain(handle, X, ["lime"], target=1, engine=engine, use_cache=False)
+    assert not any(row.methods["lime"].cached for row in again)
