@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck clean fuzz audit-deps load soak bundle
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,24 @@ $(CHROMIUM):
 
 test: lint typecheck $(CHROMIUM)
 	$(PY) -m pytest -q
+
+# Longer runs, not part of `make test`.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(VENV)/.installed-dev  # schemathesis, stateful phase included
+	FUZZ_MAX_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q --timeout=3600 -p no:cacheprovider tests/fuzz/test_schemathesis.py
+
+audit-deps: $(VENV)/.installed-dev  # needs pypi.org's JSON API
+	$(PY) -m pytest -q tests/privacy/test_supply_chain.py
+	$(VENV)/bin/pip-audit --strict -r constraints.txt --no-deps --disable-pip --progress-spinner off
+
+load: $(VENV)/.installed-dev
+	$(PY) -m benchmarks.load --clients 16 --seconds 60 --overload 4 --overload-seconds 30
+
+soak: $(VENV)/.installed-dev
+	$(PY) -m benchmarks.soak --requests 2000
+
+bundle: $(VENV)/.installed-dev
+	$(PY) -m benchmarks.bundle
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -47,7 +47,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
     parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=16,
+        help="threads per worker (at least max_concurrency + max_queue, so that overload "
+        "is answered with 503 instead of waiting in gunicorn's queue)",
+    )
     parser.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback host without API keys"
     )
