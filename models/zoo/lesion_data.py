@@ -75,16 +75,14 @@ def _inner_points(inner: np.ndarray, count: int, rng: np.random.Generator) -> np
     return np.stack([rows[pick], cols[pick]], axis=1).astype(np.float64)
 
 
-def _variegation(
-    lesion: np.ndarray, mask: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def _variegation(lesion: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Paint a blue-grey veil and dark dots strictly inside `mask` onto `lesion`."""
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
     depth = distance_transform_edt(mask)
     inner = depth >= INNER_MARGIN
     # Blue-grey veil: a soft patch of radius 3-6 px, centred where it fits.
     fits = depth >= INNER_MARGIN + 3.0
-    (vy, vx), = _inner_points(fits if fits.any() else inner, 1, rng)
+    ((vy, vx),) = _inner_points(fits if fits.any() else inner, 1, rng)
     veil_radius = rng.uniform(3.0, 6.0)
     veil = np.clip(veil_radius - np.hypot(yy - vy, xx - vx) + 0.5, 0.0, 1.0) * 0.8 * inner
     veil_colour = np.array([108.0, 122.0, 150.0]) * rng.uniform(0.8, 1.1) + rng.normal(0, 5, 3)

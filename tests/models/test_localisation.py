@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from explainer import METHODS
 from models.repository import ZOO_DIR
 from models.zoo.localisation import (
     IMAGE_MODEL,
     LOCALISATION_FILE,
+    SUBSET,
     lesion_test_images,
     load_handle,
     localisation,
@@ -18,16 +20,18 @@ from models.zoo.localisation import (
     pointing_hit,
 )
 
-SUBSET = 24
-# The subset's means may differ from the committed 100-image means by sampling alone.
-TOLERANCE = 0.1
+# The test recomputes the first SUBSET test images and compares them with the committed
+# figures for the same images (`localisation.json`, "subset"), so only floating-point
+# differences between machines separate them: allow about one image of SUBSET.
+TOLERANCE = 0.07
 TARGET_MASS = 0.6
 
 
 @pytest.fixture(scope="module")
 def committed() -> dict[str, dict[str, float]]:
     figures = json.loads((ZOO_DIR / IMAGE_MODEL / LOCALISATION_FILE).read_text(encoding="utf-8"))
-    return figures["methods"]  # type: ignore[no-any-return]
+    assert figures["subset"]["n_images"] == SUBSET
+    return figures["subset"]["methods"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,15 @@ def test_mass_inside_and_pointing_on_known_maps() -> None:
     assert not pointing_hit(np.where(mask, 0.0, 1.0), mask)
 
 
+def test_committed_table_covers_every_method_on_100_images() -> None:
+    figures = json.loads((ZOO_DIR / IMAGE_MODEL / LOCALISATION_FILE).read_text(encoding="utf-8"))
+    assert figures["n_images"] >= 100
+    assert set(figures["methods"]) == set(METHODS)
+    for values in figures["methods"].values():
+        assert {"mass_inside", "pointing_game"} <= set(values)
+    assert figures["methods"]["integrated_gradients"]["mass_inside"] >= TARGET_MASS
+
+
 @pytest.mark.slow
 def test_no_regression_against_committed_figures(
     measured: dict[str, dict[str, float]], committed: dict[str, dict[str, float]]
@@ -57,12 +70,21 @@ def test_no_regression_against_committed_figures(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured below 0.6 with the service defaults: the class is decided by the "
-    "lesion's border and attributions spread over both sides of it (see lesion-64/CARD.md)",
-    strict=False,
+@pytest.mark.parametrize(
+    "method",
+    [
+        "integrated_gradients",
+        pytest.param(
+            "shap",
+            marks=pytest.mark.xfail(
+                reason="measured 0.529 on 100 test images with the service defaults (Partition "
+                "explainer, blur masker, 500 evaluations): its coarse blocks straddle the "
+                "lesion's edge (see lesion-64/CARD.md)",
+                strict=False,
+            ),
+        ),
+    ],
 )
-@pytest.mark.parametrize("method", ["integrated_gradients", "shap"])
 def test_attribution_mass_lies_inside_the_lesion(
     measured: dict[str, dict[str, float]], method: str
 ) -> None:
