@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 IMAGE_MODEL, TABULAR_MODEL = "lesion-64", "credit-risk"
-LESION_SEED = 7  # a generated malignant (spiculated) lesion with a hair and an ink mark
+LESION_SEED = 7  # a generated malignant lesion (veil and dots inside) with a hair and an ink mark
 READY_TIMEOUT_S = 300
 EXPLAIN_TIMEOUT_MS = 300_000
 
