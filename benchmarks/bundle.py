@@ -37,6 +37,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 from benchmarks.resnet import resnet18
 from explainer import METHODS, Engine, explain
+from explainer.methods.shap_values import default_blur_kernel
 from models import ModelHandle, ModelRepository
 from models.repository import ZOO_DIR
 
@@ -121,7 +122,8 @@ def naive_image(handle: ModelHandle, x: torch.Tensor, target: int) -> Figures:
     figures.methods["integrated_gradients"] = timed(
         lambda: IntegratedGradients(handle.forward).attribute(x.clone(), target=target)
     )
-    masker = shap.maskers.Image("blur(8,8)", image.shape)
+    kernel = default_blur_kernel(image.shape[0], image.shape[1])  # the same masker as ours
+    masker = shap.maskers.Image(f"blur({kernel},{kernel})", image.shape)
     figures.methods["shap"] = timed(
         lambda: shap.Explainer(score, masker, algorithm="partition")(
             image[None], max_evals=500, silent=True

@@ -42,7 +42,9 @@ class ShapOptions(_Options):
     algorithm: Literal["auto", "exact", "permutation", "partition", "gradient"] = "auto"
     max_evals: Annotated[int, Field(ge=10, le=20000)] | None = None  # None: 2*F+1 / 500
     background_size: Annotated[int, Field(ge=1, le=1000)] = 100
-    blur_kernel: Annotated[int, Field(ge=1, le=128)] = 8  # images: the masker's blur size
+    # Images: the masker's blur size; None: a quarter of the image's shorter side, so that a
+    # hidden region loses its content (64x64 -> 16, 224x224 -> 56).
+    blur_kernel: Annotated[int, Field(ge=1, le=256)] | None = None
 
 
 class LimeOptions(_Options):

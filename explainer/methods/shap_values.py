@@ -116,9 +116,14 @@ def _tabular_max_evals(algorithm: str, features: int, requested: int | None) -> 
     return requested
 
 
+def default_blur_kernel(height: int, width: int) -> int:
+    """A quarter of the shorter side: blurred that much, a hidden region loses its content."""
+    return max(3, min(height, width) // 4)
+
+
 def _image_partition(ctx: MethodContext, index: int, target: int) -> tuple[np.ndarray, float]:
     image = ctx.inputs[index].detach().cpu().numpy().transpose(1, 2, 0)  # (H, W, C)
-    kernel = ctx.options.shap.blur_kernel
+    kernel = ctx.options.shap.blur_kernel or default_blur_kernel(image.shape[0], image.shape[1])
     masker = shap.maskers.Image(f"blur({kernel},{kernel})", image.shape)
     explainer = shap.Explainer(
         _score_function(ctx, target, channels_last=True), masker, algorithm="partition"
