@@ -7,12 +7,11 @@ section, its plots real images. Acceptance 5: the documented group effect on `ag
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from explainer import Engine
 from explainer.audit import AuditSpec, AuditSummary, audit_report, explain_chunk, summarise
@@ -31,17 +30,6 @@ SECTIONS = (
     "predictions",
     "flagged",
 )
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +85,6 @@ def test_summary_numbers(summary: AuditSummary) -> None:
     ig_shap = summary.agreement[("integrated_gradients", "shap")]
     assert np.nanmedian(ig_shap) > 0.5  # two additive methods on the same logit agree
     assert summary.quality["tree"]["fidelity_r2"].shape == (ROWS,)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.slow
