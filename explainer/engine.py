@@ -3,7 +3,7 @@
 Every method reaches the model through `Engine.forward` (with gradients, for captum) or
 `Engine.evaluate` (inference mode, for perturbation methods), so model calls are counted
 in one place, chunked to the model's chunk size, and retried with half the chunk when the
-device runs out of memory.
+device runs out of memory (the chunk grows back after a run of successful evaluations).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ T = TypeVar("T")
 TUNE_CHUNKS = (16, 64, 256, 1024, 4096, 16384)
 TUNE_SECONDS = 0.15  # time spent measuring each candidate (at least one call)
 TUNE_MAX_BYTES = 32 * 1024**2  # largest input chunk tried, in bytes
+# Successful evaluations at a lowered chunk before twice that chunk is tried again, so a
+# passing memory shortage (another process on the GPU) does not slow a model for good.
+RECOVERY_CALLS = 64
 
 # Builds the input-space rows [start, stop) of a perturbation set, on demand.
 ChunkSource = Callable[[int, int], torch.Tensor]
@@ -63,8 +66,12 @@ class Engine:
         self.chunk_size = chunk_size
         # Mixed precision only where it helps and is supported: CUDA.
         self.autocast = autocast and self.device.type == "cuda"
-        # Per-model chunk sizes, lowered after an out-of-memory error.
+        # Per-model chunk sizes, lowered after an out-of-memory error and raised back
+        # towards the chunk they had before it (`chunk_ceilings`) after RECOVERY_CALLS
+        # successful evaluations.
         self.chunk_sizes: dict[str, int] = {}
+        self.chunk_ceilings: dict[str, int] = {}
+        self._calls_since_lowered: dict[str, int] = {}
         # Model calls and rows evaluated (with and without gradients), for tests, metrics
         # and the benchmarks' compute floor.
         self.model_calls = 0
@@ -75,7 +82,8 @@ class Engine:
         # Finished explanations, keyed by (model sha256, input hash, method, options, seed,
         # target); 0 entries disables the cache.
         self.explanations: LruCache[Hashable, Any] = LruCache(cache_entries)
-        # Costly per-model objects (lime explainers, segmentations), by model fingerprint.
+        # Costly per-model objects (lime and shap explainers, segmentations), by model
+        # fingerprint.
         self.objects: LruCache[Hashable, Any] = LruCache(256)
 
     def memo(self, handle: ModelHandle, key: Hashable, build: Callable[[], T]) -> T:
@@ -109,6 +117,7 @@ class Engine:
         best = max(rates.values())
         chosen = max(chunk for chunk, rate in rates.items() if rate >= 0.9 * best)
         self.chunk_sizes[handle.name] = chosen
+        self.chunk_ceilings.pop(handle.name, None)
         log.info("tuned chunk size: %d rows per call", chosen)
         return chosen
 
@@ -144,7 +153,7 @@ class Engine:
         while True:
             chunk = self.chunk_for(handle)
             try:
-                return run(chunk)
+                result = run(chunk)
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error):
                     raise
@@ -154,8 +163,29 @@ class Engine:
                     raise DeviceOutOfMemory(
                         f"model {handle.name!r} does not fit in device memory"
                     ) from None
+                self.chunk_ceilings.setdefault(handle.name, chunk)
+                self._calls_since_lowered[handle.name] = 0
                 self.chunk_sizes[handle.name] = chunk // 2
                 log.warning("out of memory: model chunk lowered to %d", chunk // 2)
+            else:
+                self._recover(handle)
+                return result
+
+    def _recover(self, handle: ModelHandle) -> None:
+        """After RECOVERY_CALLS successes at a lowered chunk, try twice that chunk."""
+        ceiling = self.chunk_ceilings.get(handle.name)
+        if ceiling is None:
+            return
+        calls = self._calls_since_lowered[handle.name] + 1
+        self._calls_since_lowered[handle.name] = calls
+        if calls < RECOVERY_CALLS:
+            return
+        raised = min(ceiling, 2 * self.chunk_for(handle))
+        self.chunk_sizes[handle.name] = raised
+        self._calls_since_lowered[handle.name] = 0
+        if raised == ceiling:
+            del self.chunk_ceilings[handle.name]
+        log.info("model chunk raised back to %d", raised)
 
     def evaluate_source(self, handle: ModelHandle, total: int, source: ChunkSource) -> torch.Tensor:
         """Raw outputs for `total` rows built chunk by chunk by `source`, inference mode."""

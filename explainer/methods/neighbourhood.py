@@ -7,8 +7,9 @@ we record the samples (in original units), LIME's own distances and the fitted w
 Images: the neighbourhood is lime's: superpixels switched on or off at random (drawn from
 the same `RandomState` as `LimeImageExplainer.data_labels`, first row all on), hidden
 superpixels replaced by their mean colour (lime's `hide_color=None`) or black
-(`hide_color=0`). We build the perturbed images chunk by chunk with tensor indexing instead
-of lime's per-sample Python loop, then lime's `LimeBase` fits the weights.
+(`hide_color=0`). We build the perturbed images chunk by chunk with tensor indexing, on the
+model's device, instead of lime's per-sample Python loop, then lime's `LimeBase` fits the
+weights.
 The parity tests check that the weights equal those of lime's `explain_instance`.
 """
 
@@ -74,6 +75,9 @@ def tabular_lime_explainer(ctx: MethodContext) -> LimeTabularExplainer:
 
     Its scaler, discretiser and base share one `RandomState`, which is re-seeded before
     each instance, so each row's result equals that of a fresh explainer with the seed.
+    Every feature is kept, so lime's feature selection (forward selection up to six
+    features, else a ranking by a first ridge fit) is switched off: it would select all of
+    them anyway, at the cost of extra ridge fits.
     """
     spec = ctx.handle.spec.tabular
     assert spec is not None
@@ -91,6 +95,7 @@ def tabular_lime_explainer(ctx: MethodContext) -> LimeTabularExplainer:
             categorical_names={features.index(n): list(c) for n, c in spec.categorical.items()},
             discretize_continuous=True,
             kernel_width=kernel_width,
+            feature_selection="none",
             random_state=0,
         ),
     )
@@ -168,10 +173,12 @@ def _image_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neighbo
     # The same draws as lime_image.LimeImageExplainer.data_labels.
     data = explainer.random_state.randint(0, 2, num_samples * count).reshape(num_samples, count)
     data[0, :] = 1
-    image_chw = torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32))
-    fudged_chw = torch.from_numpy(fudged.transpose(2, 0, 1).astype(np.float32))
-    segments_tensor = torch.from_numpy(segments)
-    data_tensor = torch.from_numpy(data.astype(bool))
+    # Built where the model runs: on a GPU no perturbed image crosses the bus.
+    device = ctx.inputs.device
+    image_chw = torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32)).to(device)
+    fudged_chw = torch.from_numpy(fudged.transpose(2, 0, 1).astype(np.float32)).to(device)
+    segments_tensor = torch.from_numpy(segments).to(device)
+    data_tensor = torch.from_numpy(data.astype(bool)).to(device)
 
     def perturbed(start: int, stop: int) -> torch.Tensor:
         keep = data_tensor[start:stop][:, segments_tensor]  # (B, H, W)

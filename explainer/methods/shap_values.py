@@ -9,6 +9,10 @@
 
 The model function given to shap returns the target score only, for one instance at a time
 (targets may differ between instances); every call goes through the engine's chunks.
+Maskers and explainers are built once per model (and target, algorithm, seed, background
+size, blur) and kept in the engine's object memo: an image masker at 224x224 costs about
+0.5 s to build. shap's permutation explainer seeds numpy's global generator when it is
+built, so a kept one is re-seeded the same way before each instance.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import shap
 import torch
 
 from explainer.context import MethodContext
+from explainer.engine import Engine
 from explainer.result import Explanation
 from models.errors import ErrorItem, InvalidInput
+from models.handle import ModelHandle
 
 EXACT_MAX_FEATURES = 10
 IMAGE_MAX_EVALS = 500
@@ -61,14 +67,14 @@ def _algorithm(ctx: MethodContext) -> str:
 
 
 def _score_function(
-    ctx: MethodContext, target: int, channels_last: bool
+    engine: Engine, handle: ModelHandle, target: int, channels_last: bool
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy rows -> target scores, through the engine."""
+    """numpy rows -> target scores, through the engine (no reference to the request)."""
 
     def score(rows: np.ndarray) -> np.ndarray:
         if channels_last:
             rows = rows.transpose(0, 3, 1, 2)
-        return ctx.engine.evaluate_numpy(ctx.handle, rows)[:, target]
+        return engine.evaluate_numpy(handle, rows)[:, target]
 
     return score
 
@@ -86,13 +92,18 @@ def _background_sample(ctx: MethodContext) -> np.ndarray:
 def _tabular(
     ctx: MethodContext, index: int, target: int, algorithm: str
 ) -> tuple[np.ndarray, float]:
-    masker = shap.maskers.Independent(_background_sample(ctx), max_samples=10**6)
-    explainer = shap.Explainer(
-        _score_function(ctx, target, channels_last=False),
-        masker,
-        algorithm=algorithm,
-        seed=ctx.seed,
+    key = ("shap-tabular", target, algorithm, ctx.seed, ctx.options.shap.background_size)
+    explainer = ctx.engine.memo(
+        ctx.handle,
+        key,
+        lambda: shap.Explainer(
+            _score_function(ctx.engine, ctx.handle, target, channels_last=False),
+            shap.maskers.Independent(_background_sample(ctx), max_samples=10**6),
+            algorithm=algorithm,
+            seed=ctx.seed,
+        ),
     )
+    np.random.seed(ctx.seed)  # what shap's permutation explainer does when it is built
     row = ctx.inputs[index : index + 1].detach().cpu().numpy()
     result = explainer(
         row,
@@ -124,9 +135,19 @@ def default_blur_kernel(height: int, width: int) -> int:
 def _image_partition(ctx: MethodContext, index: int, target: int) -> tuple[np.ndarray, float]:
     image = ctx.inputs[index].detach().cpu().numpy().transpose(1, 2, 0)  # (H, W, C)
     kernel = ctx.options.shap.blur_kernel or default_blur_kernel(image.shape[0], image.shape[1])
-    masker = shap.maskers.Image(f"blur({kernel},{kernel})", image.shape)
-    explainer = shap.Explainer(
-        _score_function(ctx, target, channels_last=True), masker, algorithm="partition"
+    masker = ctx.engine.memo(
+        ctx.handle,
+        ("shap-image-masker", kernel, image.shape),
+        lambda: shap.maskers.Image(f"blur({kernel},{kernel})", image.shape),
+    )
+    explainer = ctx.engine.memo(
+        ctx.handle,
+        ("shap-image", target, kernel, image.shape),
+        lambda: shap.Explainer(
+            _score_function(ctx.engine, ctx.handle, target, channels_last=True),
+            masker,
+            algorithm="partition",
+        ),
     )
     result = explainer(
         image[None],

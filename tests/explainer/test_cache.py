@@ -72,3 +72,22 @@ def test_use_cache_false_neither_reads_nor_fills(known_models: dict[str, ModelHa
     explain(handle, X, ["lime"], target=1, engine=engine)
     again = explain(handle, X, ["lime"], target=1, engine=engine, use_cache=False)
     assert not any(row.methods["lime"].cached for row in again)
+
+
+def test_kept_shap_explainers_give_the_numbers_of_fresh_ones(
+    known_models: dict[str, ModelHandle],
+) -> None:
+    """shap explainers are kept per model; a kept permutation explainer is re-seeded."""
+    handle = known_models["logistic"]
+    options = ExplainOptions(shap={"algorithm": "permutation"})
+    engine = Engine("cpu", cache_entries=0)  # no explanation cache: shap runs every time
+    first = explain(handle, X, ["shap"], target=1, seed=3, options=options, engine=engine)
+    kept = len(engine.objects)
+    np.random.seed(99)  # whatever the global generator holds, the kept explainer re-seeds
+    again = explain(handle, X, ["shap"], target=1, seed=3, options=options, engine=engine)
+    assert len(engine.objects) == kept  # nothing new was built
+    fresh = explain(handle, X, ["shap"], target=1, seed=3, options=options)  # a new engine
+    for a, b, c in zip(first, again, fresh, strict=True):
+        values = a.methods["shap"].attributions
+        np.testing.assert_array_equal(values, b.methods["shap"].attributions)
+        np.testing.assert_array_equal(values, c.methods["shap"].attributions)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from explainer import Engine, ExplainOptions, explain
-from explainer.engine import default_device
+from explainer.engine import RECOVERY_CALLS, default_device
 from models import ModelHandle
 from models.errors import DeviceOutOfMemory
 from tests.conftest import block_image
@@ -106,6 +106,28 @@ def test_out_of_memory_halves_the_chunk_and_retries(
         np.testing.assert_allclose(
             result.methods[name].attributions, reference.methods[name].attributions, atol=1e-6
         )
+
+
+def test_chunk_grows_back_after_the_memory_shortage_passes(
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
+) -> None:
+    module = counted("logistic", fail_above=60)
+    handle = known_models["logistic"]
+    rows = X.expand(300, -1).contiguous()
+    engine = Engine("cpu", chunk_size=256)
+    engine.evaluate(handle, rows)
+    assert engine.chunk_for(handle) == 32
+    module.fail_above = None  # the other process has freed the GPU
+    seen = []
+    for _ in range(3 * RECOVERY_CALLS + 5):
+        engine.evaluate(handle, rows)
+        seen.append(engine.chunk_for(handle))
+    assert sorted(set(seen)) == [32, 64, 128, 256]  # doubled every RECOVERY_CALLS calls
+    assert seen[-1] == 256 and "logistic" not in engine.chunk_ceilings  # fully recovered
+    module.fail_above = 100  # short again: lowered again, and the ceiling is kept
+    engine.evaluate(handle, rows)
+    assert engine.chunk_for(handle) == 64 and engine.chunk_ceilings["logistic"] == 256
 
 
 def test_out_of_memory_at_chunk_one_is_a_503(
