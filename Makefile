@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck clean fuzz audit-deps load soak bundle
+.PHONY: run test lint typecheck clean fuzz audit-deps load soak bundle audit-bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ soak: $(VENV)/.installed-dev
 
 bundle: $(VENV)/.installed-dev
 	$(PY) -m benchmarks.bundle
+
+audit-bench: $(VENV)/.installed-dev
+	$(PY) -m benchmarks.audit
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -87,13 +87,14 @@ def _models_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _repository(path: Path | None, device: str = "cpu") -> Any:
+def _repository(path: Path | None, device: str = "cpu", only: str | None = None) -> Any:
+    """The model repository, loaded (just the model `only` when given)."""
     from models.repository import ModelRepository, default_repository_path
 
     root = path or default_repository_path()
     if not root.is_dir():
         raise UsageError(f"model repository {root} is not a directory")
-    return ModelRepository(root).load(device)
+    return ModelRepository(root).load(device, only=None if only is None else [only])
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -187,7 +188,7 @@ def _explain(args: argparse.Namespace) -> int:
     )
 
     engine = Engine(device=args.device)
-    handle = _repository(args.model_repo, str(engine.device)).get(args.model)
+    handle = _repository(args.model_repo, str(engine.device), args.model).get(args.model)
     supported = available_methods(handle)
     methods = check_methods(handle, args.methods or [m for m in METHODS if m in supported])
     target = _target(args.target)
@@ -326,13 +327,15 @@ def _audit(args: argparse.Namespace) -> int:
 
     spec = _audit_spec(args)
     engine = Engine(device=args.device)
-    handle = _repository(args.model_repo, str(engine.device)).get(args.model)
+    handle = _repository(args.model_repo, str(engine.device), args.model).get(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     store = AuditStore(f"sqlite:///{args.out / 'audit.db'}").create_tables()
     worker = worker_id()
     job = _audit_job(args, store, handle, spec, worker)
     execute: ChunkExecutor = LocalExecutor(handle, engine)
-    if args.engine == "ray":
+    if args.engine == "local":
+        engine.tune(handle)  # as the API does at load
+    else:
         from explainer.audit.ray_engine import RayExecutor
 
         execute = RayExecutor(args.model_repo or default_repository_path(), handle.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -38,8 +39,14 @@ class ModelRepository:
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
 
-    def load(self, device: torch.device | str = "cpu") -> ModelRepository:
-        """Parse and load every model; bad ones go to `errors`. Returns self."""
+    def load(
+        self, device: torch.device | str = "cpu", only: Collection[str] | None = None
+    ) -> ModelRepository:
+        """Parse and load every model (or those named in `only`); bad ones go to `errors`.
+
+        Returns self. Every model.toml is parsed (it is small), so a duplicate name is still
+        reported; only the named models' weights are read.
+        """
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
@@ -50,6 +57,8 @@ class ModelRepository:
                 spec = parse_model_toml(spec_path)
                 if spec.name in self.handles:
                     raise ModelConfigError(spec_path, "name", f"duplicate model name {spec.name!r}")
+                if only is not None and spec.name not in only:
+                    continue
                 self.handles[spec.name] = ModelHandle(directory, spec).load(device)
             except (ModelConfigError, ArtifactError) as exc:
                 self.errors[directory.name] = str(exc)

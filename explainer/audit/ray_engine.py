@@ -24,11 +24,18 @@ IN_FLIGHT_PER_ACTOR = 2
 
 
 class ChunkWorker:
-    """A Ray actor's state: one Engine and the loaded model (wrapped by `ray.remote`)."""
+    """A Ray actor's state: one Engine and the loaded model (wrapped by `ray.remote`).
 
-    def __init__(self, model_repo: str, model: str) -> None:
-        self.engine = Engine()
-        self.handle = ModelRepository(Path(model_repo)).load(self.engine.device).get(model)
+    Only the audited model is loaded. Its chunk size is `chunk_size` when given, else tuned
+    on the actor's own device, as the API and the local CLI do.
+    """
+
+    def __init__(self, model_repo: str, model: str, chunk_size: int | None = None) -> None:
+        self.engine = Engine(chunk_size=chunk_size) if chunk_size else Engine()
+        repository = ModelRepository(Path(model_repo)).load(self.engine.device, only=[model])
+        self.handle = repository.get(model)
+        if chunk_size is None:
+            self.engine.tune(self.handle)
 
     def explain(
         self, spec: AuditSpec, chunk: list[IndexedRow]
@@ -49,17 +56,26 @@ def connect() -> None:
 class RayExecutor:
     """Explains chunks on a pool of Ray actors; yields each chunk when it completes."""
 
-    def __init__(self, model_repo: Path, model: str, actors: int | None = None) -> None:
+    def __init__(
+        self,
+        model_repo: Path,
+        model: str,
+        actors: int | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
         self.model_repo = model_repo
         self.model = model
         self.actors = actors
+        self.chunk_size = chunk_size  # rows per model call; None: tuned by each actor
 
     def _pool(self) -> list[Any]:
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         count = self.actors or gpus or max(1, int(resources.get("CPU", 1)))
         actor = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0)(ChunkWorker)
-        return [actor.remote(str(self.model_repo), self.model) for _ in range(count)]
+        return [
+            actor.remote(str(self.model_repo), self.model, self.chunk_size) for _ in range(count)
+        ]
 
     def __call__(
         self, spec: AuditSpec, chunks: Sequence[Sequence[IndexedRow]]

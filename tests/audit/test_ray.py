@@ -53,7 +53,7 @@ def test_ray_results_equal_local_results(
         AuditStore(f"sqlite:///{tmp_path / 'r.db'}").create_tables(),
         spec,
         rows,
-        RayExecutor(credit_repo, MODEL),
+        RayExecutor(credit_repo, MODEL, chunk_size=engine.chunk_size),  # the same chunk
     )
     assert [d["row"] for d in on_ray] == list(range(ROWS))
     assert without_timings(on_ray) == without_timings(local)

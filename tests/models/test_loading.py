@@ -35,6 +35,17 @@ def _expected() -> torch.Tensor:
     return LogisticModel(WEIGHTS, 0.5)(X).detach()
 
 
+def test_loading_only_named_models_reads_no_other_weights(tmp_path: Path) -> None:
+    """The CLI and Ray actors load just the model they need."""
+    write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "m"})
+    write_torchscript_model(tmp_path / "n", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "n"})
+    (tmp_path / "n" / "model.pt").write_bytes(b"not read")  # would fail if it were loaded
+    loaded = ModelRepository(tmp_path).load(only=["m"])
+    assert list(loaded.handles) == ["m"] and not loaded.errors
+    torch.testing.assert_close(loaded.get("m").forward(X), _expected())
+    assert "n" in ModelRepository(tmp_path).load().errors  # loading everything reads it
+
+
 def test_torchscript_loads(tmp_path: Path) -> None:
     write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "m"})
     handle = ModelRepository(tmp_path).load().get("m")
