@@ -12,72 +12,24 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import requests
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from models.zoo.lesion_data import generate
 
 DOCS = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+if str(DOCS.parent) not in sys.path:  # run as a script from docs/; `benchmarks` is not installed
+    sys.path.append(str(DOCS.parent))
+
+from benchmarks.browser import launch_chromium  # noqa: E402
+from benchmarks.liveserver import running_server  # noqa: E402
+
 IMAGE_MODEL, TABULAR_MODEL = "lesion-64", "credit-risk"
 LESION_SEED = 7  # a generated malignant lesion (veil and dots inside) with a hair and an ink mark
-READY_TIMEOUT_S = 300
 EXPLAIN_TIMEOUT_MS = 300_000
-
-
-@contextmanager
-def own_server() -> Iterator[str]:
-    """`explainer serve` on a free loopback port with a throwaway database."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    explainer = Path(sys.executable).with_name("explainer")
-    with tempfile.TemporaryDirectory() as directory:
-        command = [str(explainer), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        env = {"EXPLAINER_DATABASE_URL": f"sqlite:///{directory}/explainer.db"}
-        process = subprocess.Popen(command, cwd=directory, env={**os.environ, **env})
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(url, process)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"explainer serve exited with {process.returncode}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"explainer serve was not ready after {READY_TIMEOUT_S} s")
 
 
 def lesion_png() -> bytes:
@@ -97,7 +49,7 @@ def explain_and_capture(page: Page, path: Path) -> None:
 
 def capture(base_url: str) -> None:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(base_url=base_url, viewport={"width": 1440, "height": 900})
         page.goto("/")
         expect(page.locator("#model option").first).to_be_attached()
@@ -120,8 +72,8 @@ def main() -> None:
     if args.base_url:
         capture(args.base_url.rstrip("/"))
     else:
-        with own_server() as url:
-            capture(url)
+        with running_server(threads=None, inherit=["EXPLAINER_DEVICE"]) as server:
+            capture(server.url)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,12 +24,16 @@ import numpy as np
 import requests
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the notebooks run in notebooks/; `benchmarks` is not installed
+    sys.path.append(str(REPO))
+
+from benchmarks import liveserver  # noqa: E402
+
 URL_VARIABLE = "EXPLAINER_URL"
 KEY_VARIABLE = "EXPLAINER_API_KEY"  # a bearer key, for a server configured with API keys
 OUTPUT_VARIABLE = "EXPLAINER_NOTEBOOK_OUT"
-STARTUP_TIMEOUT_S = 300.0  # a worker loads its models and warms SHAP up before /readyz is 200
 REQUEST_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 30.0
 
 
 class ServiceError(RuntimeError):
@@ -52,24 +50,6 @@ class ServiceError(RuntimeError):
         self.problem = dict(problem)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def explainer_command() -> list[str]:
-    """The `explainer` console script of this Python environment (the venv's, in the tests)."""
-    script = Path(sys.executable).with_name("explainer")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("explainer")
-    if found is None:
-        raise FileNotFoundError("the `explainer` command is not installed in this environment")
-    return [found]
-
-
 def output_dir() -> Path:
     """Where notebooks write files (`$EXPLAINER_NOTEBOOK_OUT`, default `out/`); created."""
     path = Path(os.environ.get(OUTPUT_VARIABLE, "out"))
@@ -77,88 +57,19 @@ def output_dir() -> Path:
     return path
 
 
-@dataclass
-class ServerProcess:
-    """An `explainer serve` subprocess with its own temporary database and log file."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    workdir: Path
-    log_path: Path
-
-    def log(self) -> str:
-        """The server's output so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> None:
-        """SIGTERM (gunicorn's graceful stop), then SIGKILL after STOP_TIMEOUT_S."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def wait_ready(
-    url: str,
-    timeout_s: float = STARTUP_TIMEOUT_S,
-    process: subprocess.Popen[bytes] | None = None,
-) -> None:
-    """Poll `url`/readyz until it answers 200; fail early if `process` exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"explainer serve exited with code {process.returncode}")
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} was not ready after {timeout_s:.0f} s")
-
-
 def start_server(
-    model_repo: str | Path | None = None,
-    port: int | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout_s: float = STARTUP_TIMEOUT_S,
-) -> ServerProcess:
-    """Start `explainer serve` on 127.0.0.1 and wait until /readyz is 200.
+    model_repo: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> liveserver.LiveServer:
+    """Start `explainer serve` on a free port and wait until /readyz is 200.
 
     The server gets a fresh SQLite database in a temporary directory (its working
     directory, removed by `stop()`), so that it never touches a repository's `var/`.
     `env` adds variables (e.g. `PYTHONPATH` for a safetensors factory); other
     `EXPLAINER_*` variables of this process are not passed on, except the device.
     """
-    port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="explainer-server-"))
-    server_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("EXPLAINER_") or key == "EXPLAINER_DEVICE"
-    }
-    server_env["EXPLAINER_DATABASE_URL"] = f"sqlite:///{workdir / 'explainer.db'}"
-    server_env.update(env or {})
-    command = [*explainer_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if model_repo is not None:
-        command += ["--model-repo", str(Path(model_repo).resolve())]
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=server_env, cwd=workdir
-        )
-    server = ServerProcess(f"http://127.0.0.1:{port}", process, workdir, log_path)
-    try:
-        wait_ready(server.url, timeout_s, process)
-    except (RuntimeError, TimeoutError) as error:
-        output = server.log()
-        server.stop()
-        raise RuntimeError(f"{error}\n--- server log ---\n{output}") from None
-    return server
+    return liveserver.running_server(
+        model_repo=model_repo, settings=env, threads=None, inherit=["EXPLAINER_DEVICE"]
+    )
 
 
 @dataclass
@@ -166,7 +77,7 @@ class ExplainerClient:
     """A thin JSON client of the explainer REST API (DESIGN 3.2)."""
 
     url: str
-    server: ServerProcess | None = None
+    server: liveserver.LiveServer | None = None
     session: requests.Session = field(default_factory=requests.Session)
 
     def absolute(self, path: str) -> str:
@@ -238,7 +149,7 @@ def connect(url: str | None = None, model_repo: str | Path | None = None) -> Exp
     url = url or os.environ.get(URL_VARIABLE)
     if url:
         url = url.rstrip("/")
-        wait_ready(url, timeout_s=60.0)
+        liveserver.wait_ready(url, timeout_s=60.0)
         client = ExplainerClient(url)
         key = os.environ.get(KEY_VARIABLE)
         if key:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from playwright.sync_api import Browser, sync_playwright
 
+from benchmarks.browser import CHROMIUM, launch_chromium
 from models import ModelHandle, ModelRepository
 from tests.helpers import (
     BlockMeanModel,
@@ -91,25 +92,12 @@ def block_batch() -> torch.Tensor:
     return torch.from_numpy(np.stack([block_image(0), block_image(1)]))
 
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium: no browser download is possible here
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Debian chromium driven by Playwright (the viewer and report tests)."""
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (`make test` installs it)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()

@@ -26,6 +26,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from benchmarks.liveserver import explainer_command
+
 WEIGHTS = [1.5, -2.0, 0.5, 0.0]
 BIAS = -0.25
 FEATURES = ["dose", "age", "weight", "noise"]
@@ -160,12 +162,10 @@ def byom_api(notebook_support: ModuleType, byom_repo: tuple[Path, Path]) -> Iter
 
 
 @pytest.mark.e2e
-def test_cli_lists_the_repository(
-    notebook_support: ModuleType, byom_repo: tuple[Path, Path]
-) -> None:
+def test_cli_lists_the_repository(byom_repo: tuple[Path, Path]) -> None:
     repo, code_dir = byom_repo
     result = subprocess.run(
-        [*notebook_support.explainer_command(), "models", "--model-repo", str(repo)],
+        [*explainer_command(), "models", "--model-repo", str(repo)],
         capture_output=True,
         text=True,
         timeout=300,
