@@ -24,16 +24,15 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_repository(tmp_path_factory.mktemp("api-models"))
 
 
-@pytest.fixture(scope="session")
-def make_app(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> AppFactory:
-    """Build an app with a fresh SQLite database and config overrides."""
+def app_factory(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> AppFactory:
+    """Apps on `model_repo`, each with a fresh SQLite database and config overrides."""
 
     def factory(**overrides: Any) -> ExplainerApp:
         database = tmp_path_factory.mktemp("db") / "explainer.db"
         values = {
             "model_repo": model_repo,
             "database_url": f"sqlite:///{database}",
-            # Unit tests skip tuning and warm-up (the e2e server does both).
+            # Unit tests skip tuning and warm-up (the e2e server does both): ready at once.
             "chunk_size": 256,
             "warm_up": False,
             **overrides,
@@ -41,6 +40,12 @@ def make_app(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> AppF
         return create_app(ApiConfig.from_env(values, environ={}))
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def make_app(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> AppFactory:
+    """Build an app with a fresh SQLite database and config overrides."""
+    return app_factory(model_repo, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,15 @@ import pandas as pd
 import pytest
 from flask.testing import FlaskClient
 
-from api.app import ExplainerApp, create_app
-from api.config import ApiConfig
+from tests.api.conftest import AppFactory, app_factory
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
 
-AppFactory = Callable[..., ExplainerApp]
 KEYS = ("alice-key", "bob-key")
 
 
 @pytest.fixture(scope="module")
 def make_app(credit_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> AppFactory:
-    def factory(**overrides: Any) -> ExplainerApp:
-        database = tmp_path_factory.mktemp("audit-db") / "explainer.db"
-        values = {
-            "model_repo": credit_repo,
-            "database_url": f"sqlite:///{database}",
-            "chunk_size": 256,  # no chunk tuning and no warm-up: the app is ready at once
-            "warm_up": False,
-            **overrides,
-        }
-        return create_app(ApiConfig.from_env(values, environ={}))
-
-    return factory
+    return app_factory(credit_repo, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
