@@ -9,8 +9,8 @@
 
 The model function given to shap returns the target score only, for one instance at a time
 (targets may differ between instances); every call goes through the engine's chunks.
-Maskers and explainers are built once per model (and target, algorithm, seed, background
-size, blur) and kept in the engine's object memo: an image masker at 224x224 costs about
+Maskers and explainers are built once per model (and target, algorithm, background
+sample, blur) and kept in the engine's object memo: an image masker at 224x224 costs about
 0.5 s to build. shap's permutation explainer seeds numpy's global generator when it is
 built, so a kept one is re-seeded the same way before each instance.
 """
@@ -23,6 +23,7 @@ import numpy as np
 import shap
 import torch
 
+from explainer.cache import array_digest
 from explainer.context import MethodContext
 from explainer.engine import Engine
 from explainer.result import Explanation
@@ -92,18 +93,19 @@ def _background_sample(ctx: MethodContext) -> np.ndarray:
 def _tabular(
     ctx: MethodContext, index: int, target: int, algorithm: str
 ) -> tuple[np.ndarray, float]:
-    key = ("shap-tabular", target, algorithm, ctx.seed, ctx.options.shap.background_size)
+    # Keyed by the background sample, not the seed: with the whole background (the
+    # default) every seed shares one explainer, so audits do not fill the memo row by row.
+    background = _background_sample(ctx)
     explainer = ctx.engine.memo(
         ctx.handle,
-        key,
+        ("shap-tabular", target, algorithm, array_digest(background)),
         lambda: shap.Explainer(
             _score_function(ctx.engine, ctx.handle, target, channels_last=False),
-            shap.maskers.Independent(_background_sample(ctx), max_samples=10**6),
+            shap.maskers.Independent(background, max_samples=10**6),
             algorithm=algorithm,
-            seed=ctx.seed,
         ),
     )
-    np.random.seed(ctx.seed)  # what shap's permutation explainer does when it is built
+    np.random.seed(ctx.seed)  # what shap's permutation explainer does when built with a seed
     row = ctx.inputs[index : index + 1].detach().cpu().numpy()
     result = explainer(
         row,
