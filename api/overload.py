@@ -6,9 +6,10 @@ A WSGI middleware around the Flask app, per worker process:
   one more gets 503 problem+json with `Retry-After` at once (it never waits in a queue).
 - Time limit: an admitted request runs in a compute thread; when it has not finished after
   `request_timeout_s` the caller gets 504 problem+json and the request thread moves on.
-  The computation cannot be interrupted safely mid-way (a model call is one C++ call), so
-  it finishes in the background, keeps its admission slot until then (a stuck model sheds
-  load instead of piling it up) and its late result is discarded.
+  The late computation is then cancelled (`explainer.cancellation`): it stops before its
+  next model call, frees the device and its admission slot, and stores nothing. A model
+  call itself cannot be interrupted safely (it is one C++ call), so a hung one keeps its
+  slot until it returns: a stuck model sheds load instead of piling it up.
 
 Other routes (health, docs, stored explanations, audits) bypass both.
 """
@@ -27,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.config import ApiConfig
 from api.errors import problem
+from explainer.cancellation import cancellable
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -65,10 +67,12 @@ class ComputeGate:
             detail = f"more than {self.capacity} explain or predict requests in flight; retry"
             retry = {"Retry-After": str(RETRY_AFTER_S)}
             return self._problem(environ, start_response, 503, "Service busy", detail, retry)
-        future = self._pool.submit(self._run, environ)
+        given_up = threading.Event()
+        future = self._pool.submit(self._run, environ, given_up)
         try:
             status, headers, body = future.result(timeout=self.timeout_s)
         except FutureTimeout:
+            given_up.set()
             log.warning("endpoint=%s status=504 time limit %.1f s", endpoint, self.timeout_s)
             detail = f"the request took longer than the {self.timeout_s:g} s time limit"
             return self._problem(environ, start_response, 504, "Time limit exceeded", detail)
@@ -84,8 +88,11 @@ class ComputeGate:
             return None
         return str(endpoint)
 
-    def _run(self, environ: WSGIEnvironment) -> Finished:
-        """Run the app to the end of its body (in a compute thread); free the permit after."""
+    def _run(self, environ: WSGIEnvironment, given_up: threading.Event) -> Finished:
+        """Run the app to the end of its body (in a compute thread); free the permit after.
+
+        Model calls stop once `given_up` is set (the caller has had its 504).
+        """
         try:
             started: dict[str, Any] = {}
 
@@ -93,11 +100,12 @@ class ComputeGate:
                 started.update(status=status, headers=headers)
                 return lambda _data: None
 
-            chunks = self.inner(environ, start)
-            try:
-                body = b"".join(chunks)
-            finally:
-                getattr(chunks, "close", lambda: None)()
+            with cancellable(given_up):
+                chunks = self.inner(environ, start)
+                try:
+                    body = b"".join(chunks)
+                finally:
+                    getattr(chunks, "close", lambda: None)()
             return started["status"], started["headers"], body
         finally:
             self._permits.release()

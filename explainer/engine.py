@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from explainer.cache import LruCache
+from explainer.cancellation import raise_if_cancelled
 from models.errors import DeviceOutOfMemory
 from models.handle import ModelHandle
 
@@ -134,7 +135,11 @@ class Engine:
         return rows / (time.perf_counter() - started)
 
     def forward(self, handle: ModelHandle, x: torch.Tensor) -> torch.Tensor:
-        """One model call on an input-space batch -> raw outputs `(N, classes)`."""
+        """One model call on an input-space batch -> raw outputs `(N, classes)`.
+
+        Raises `TimeLimitExceeded` instead when the request it serves has been given up.
+        """
+        raise_if_cancelled()
         self.model_calls += 1
         if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             self.rows_with_grad += len(x)

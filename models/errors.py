@@ -70,3 +70,10 @@ class DeviceOutOfMemory(ServiceError):
 
     status = 503
     title = "Device out of memory"
+
+
+class TimeLimitExceeded(ServiceError):
+    """A request ran past the configured time limit (its late computation is stopped)."""
+
+    status = 504
+    title = "Time limit exceeded"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
 import torch
 
 from explainer import Engine, ExplainOptions, explain
+from explainer.cancellation import cancellable
 from explainer.engine import RECOVERY_CALLS, default_device
 from models import ModelHandle
-from models.errors import DeviceOutOfMemory
+from models.errors import DeviceOutOfMemory, TimeLimitExceeded
 from tests.conftest import block_image
 
 X = torch.tensor([[1.0, 0.8, -0.5, 0.3, -1.2, 0.7]])
@@ -138,6 +140,29 @@ def test_out_of_memory_at_chunk_one_is_a_503(
     with pytest.raises(DeviceOutOfMemory) as error:
         Engine("cpu", chunk_size=8).evaluate(known_models["logistic"], X)
     assert error.value.status == 503
+
+
+def test_a_given_up_computation_stops_before_its_next_model_call(
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
+) -> None:
+    module = counted("logistic")
+    handle = known_models["logistic"]
+    given_up = threading.Event()
+    original = module.forward
+
+    def give_up_after_three_calls(x: torch.Tensor) -> torch.Tensor:
+        if module.calls == 2:
+            given_up.set()  # what the API's time limit does while the third call runs
+        return original(x)  # type: ignore[no-any-return]
+
+    module.forward = give_up_after_three_calls
+    engine = Engine("cpu", chunk_size=64)
+    with cancellable(given_up), pytest.raises(TimeLimitExceeded) as error:
+        explain(handle, X, ["lime"], engine=engine)  # 1000 samples: 16 calls of 64 rows
+    assert module.calls == 3 and error.value.status == 504
+    explain(handle, X, ["lime"], engine=engine)  # outside the block nothing is cancelled
+    assert module.calls == 3 + 1 + 16
 
 
 def test_device_defaults_to_cuda_when_available_and_is_overridable() -> None:

@@ -2,7 +2,8 @@
 
 It lives in the model repository of the fault tests only: production code has no test hook.
 An input holding `OOM_VALUE` raises `torch.OutOfMemoryError`, as CUDA does; one holding
-`SLOW_VALUE` makes the forward sleep `SLOW_S` seconds (a hung device call).
+`SLOW_VALUE` makes the forward sleep `SLOW_S` seconds (a hung device call); one holding
+`PACED_VALUE` makes it sleep `PACED_S` (a long computation made of many model calls).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ FEATURES = ["a", "b"]
 OOM_VALUE = 4242.0
 SLOW_VALUE = 2323.0
 SLOW_S = 4.0
+PACED_VALUE = 2525.0
+PACED_S = 0.25
 
 
 class FaultyModel(torch.nn.Module):
@@ -34,6 +37,8 @@ class FaultyModel(torch.nn.Module):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         if bool((x == SLOW_VALUE).any()):
             time.sleep(SLOW_S)
+        if bool((x == PACED_VALUE).any()):
+            time.sleep(PACED_S)
         return self.linear(x)
 
 
