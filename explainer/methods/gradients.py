@@ -27,8 +27,10 @@ from models.errors import ErrorItem, InvalidInput
 def saliency(ctx: MethodContext) -> list[Explanation]:
     """|d score / d input| (or signed with abs=False); channels summed for images."""
     options = ctx.options.saliency
+    # A leaf that already requires gradients: captum would otherwise warn on every call.
+    inputs = ctx.inputs.detach().requires_grad_()
     attributions = Saliency(ctx.forward).attribute(
-        ctx.inputs, target=ctx.target_tensor, abs=options.abs
+        inputs, target=ctx.target_tensor, abs=options.abs
     )
     return [
         Explanation("saliency", row, ctx.score_kind, UNITS_GRADIENT)
