@@ -57,6 +57,9 @@ class ApiConfig(BaseModel):
     request_timeout_s: Annotated[float, Field(gt=0)] = 120.0
     # Rows per model call; None: tuned per model at load (Engine.tune).
     chunk_size: PositiveInt | None = None
+    # CPU threads for torch's intra-op work in this process; None: torch's default
+    # (`explainer serve` divides the machine's cores among its workers instead).
+    torch_threads: PositiveInt | None = None
     # bf16 autocast on CUDA (ignored on the CPU).
     autocast: bool = False
     # Finished explanations kept per worker (LRU); 0 disables the cache.
@@ -74,14 +77,9 @@ class ApiConfig(BaseModel):
             return tuple(key.strip() for key in value.split(",") if key.strip())
         return value
 
-    @field_validator("chunk_size", mode="before")
+    @field_validator("chunk_size", "torch_threads", "device", mode="before")
     @classmethod
-    def _empty_is_tuned(cls, value: Any) -> Any:
-        return None if value in ("", "auto") else value
-
-    @field_validator("device", mode="before")
-    @classmethod
-    def _empty_is_auto(cls, value: Any) -> Any:
+    def _empty_is_automatic(cls, value: Any) -> Any:
         return None if value in ("", "auto") else value
 
     @property

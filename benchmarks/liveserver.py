@@ -1,7 +1,8 @@
 """Start `explainer serve` (gunicorn) on a free loopback port for benchmarks, tests, notebooks
 and docs/make_screenshots.py.
 
-`running_server` returns a `LiveServer` (base URL, process, log file) once /readyz is 200;
+`running_server` returns a `LiveServer` (base URL, process, log file) once /readyz is 200
+and every worker has loaded its models;
 `stop()` stops it (SIGTERM, then SIGKILL), as does the end of a `with running_server(...)`
 block. stdout and stderr go to one log file, so callers can check what the server logged.
 """
@@ -90,6 +91,19 @@ def explainer_command() -> list[str]:
     return [found]
 
 
+def wait_workers_ready(server: LiveServer, workers: int, timeout_s: float) -> None:
+    """Wait until every worker has logged that its models are ready.
+
+    /readyz answers from whichever worker takes the connection, so one 200 does not mean
+    that the other workers have finished loading (api.runtime logs "models ready on").
+    """
+    deadline = time.monotonic() + timeout_s
+    while server.log_text().count("models ready on") < workers:
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise ServerFailed(f"not all {workers} workers of {server.url} became ready")
+        time.sleep(0.3)
+
+
 def wait_ready(
     url: str,
     timeout_s: float = STARTUP_TIMEOUT_S,
@@ -155,6 +169,7 @@ def running_server(
     server = LiveServer(f"http://127.0.0.1:{port}", process, log, workdir, temporary)
     try:
         wait_ready(server.url, timeout_s, process)
+        wait_workers_ready(server, workers, timeout_s)
     except ServerFailed as error:
         output_so_far = server.log_text()
         server.stop()

@@ -166,17 +166,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--overload", type=int, default=4, help="x clients in phase 2 (0: skip)")
     parser.add_argument("--overload-seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    parser.add_argument(
+        "--torch-threads", type=int, default=None, help="per worker (default: the server's)"
+    )
     args = parser.parse_args(argv)
     calls = request_mix()
     # Room for every normal-phase client in the queue; more threads than that, so the
     # excess under overload reaches the admission check and is answered at once.
     settings = {"EXPLAINER_MAX_QUEUE": str(args.clients), "EXPLAINER_QUEUE_TIMEOUT_S": "60"}
+    if args.torch_threads is not None:
+        settings["EXPLAINER_TORCH_THREADS"] = str(args.torch_threads)
     threads = args.clients * max(args.overload, 1) + 8
     with (
         tempfile.TemporaryDirectory() as workdir,
-        running_server(Path(workdir), settings=settings, threads=threads) as server,
+        running_server(
+            Path(workdir), settings=settings, workers=args.workers, threads=threads
+        ) as server,
     ):
-        print(f"server {server.url}: 1 worker, {threads} threads, {settings}")
+        print(f"server {server.url}: {args.workers} workers, {threads} threads, {settings}")
         run_phase(server.url, calls[:8], 2, 5.0)  # warm-up
         normal = run_phase(server.url, calls, args.clients, args.seconds)
         report(f"{args.clients} clients", normal, args.seconds)
