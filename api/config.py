@@ -60,6 +60,9 @@ class ApiConfig(BaseModel):
     # CPU threads for torch's intra-op work in this process; None: torch's default
     # (`explainer serve` divides the machine's cores among its workers instead).
     torch_threads: PositiveInt | None = None
+    # Frozen, inference-optimised copies of image models for the calls without gradients
+    # (CPU only; see explainer.inference_copy).
+    inference_copies: bool = True
     # bf16 autocast on CUDA (ignored on the CPU).
     autocast: bool = False
     # Finished explanations kept per worker (LRU); 0 disables the cache.

@@ -56,6 +56,7 @@ class Runtime:
                 chunk_size=self.config.chunk_size or 256,
                 autocast=self.config.autocast,
                 cache_entries=self.config.cache_entries,
+                inference_copies=self.config.inference_copies,
             )
             self.repository.load(self.engine.device)
             for handle in self.repository.handles.values():

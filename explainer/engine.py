@@ -4,6 +4,9 @@ Every method reaches the model through `Engine.forward` (with gradients, for cap
 `Engine.evaluate` (inference mode, for perturbation methods), so model calls are counted
 in one place, chunked to the model's chunk size, and retried with half the chunk when the
 device runs out of memory (the chunk grows back after a run of successful evaluations).
+Calls without gradients to an image model run through its frozen copy on the CPU
+(`explainer.inference_copy`); every call first checks that its request has not been given
+up (`explainer.cancellation`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import nullcontext
 from typing import Any, TypeVar
@@ -20,6 +24,7 @@ import torch
 
 from explainer.cache import LruCache
 from explainer.cancellation import raise_if_cancelled
+from explainer.inference_copy import inference_copy
 from models.errors import DeviceOutOfMemory
 from models.handle import ModelHandle
 
@@ -62,6 +67,7 @@ class Engine:
         chunk_size: int = 256,
         autocast: bool = False,
         cache_entries: int = 1024,
+        inference_copies: bool = True,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -69,6 +75,13 @@ class Engine:
         self.chunk_size = chunk_size
         # Mixed precision only where it helps and is supported: CUDA.
         self.autocast = autocast and self.device.type == "cuda"
+        # Frozen copies of image models for calls without gradients (CPU only), by model
+        # module; None where a model has none (see `explainer.inference_copy`).
+        self.inference_copies = inference_copies and self.device.type == "cpu"
+        self._copies: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module | None] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._copies_lock = threading.Lock()
         # Per-model chunk sizes, lowered after an out-of-memory error and raised back
         # towards the chunk they had before it (`chunk_ceilings`) after RECOVERY_CALLS
         # successful evaluations.
@@ -150,17 +163,28 @@ class Engine:
         """
         raise_if_cancelled()
         self.model_calls += 1
+        module = None
         if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             self.rows_with_grad += len(x)
         else:
             self.rows_inference += len(x)
+            module = self.inference_module(handle)
         context = (
             torch.autocast(device_type="cuda", dtype=torch.bfloat16)
             if self.autocast
             else nullcontext()
         )
         with context:
-            return handle.forward(x).float()
+            return handle.forward(x, module=module).float()
+
+    def inference_module(self, handle: ModelHandle) -> torch.nn.Module | None:
+        """The model's inference-optimised copy (made on first use), or None: the model."""
+        if not self.inference_copies or handle.module is None:
+            return None
+        with self._copies_lock:
+            if handle.module not in self._copies:
+                self._copies[handle.module] = inference_copy(handle)
+            return self._copies[handle.module]
 
     def with_backoff(self, handle: ModelHandle, run: Callable[[int], T]) -> T:
         """Call `run(chunk)`; on out-of-memory halve the model's chunk and retry."""

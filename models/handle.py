@@ -122,11 +122,14 @@ class ModelHandle:
             return x
         return (x - self._mean) / self._std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Input-space batch -> raw outputs `(N, classes)`, differentiable."""
+    def forward(self, x: torch.Tensor, module: torch.nn.Module | None = None) -> torch.Tensor:
+        """Input-space batch -> raw outputs `(N, classes)`, differentiable.
+
+        `module` runs in place of the model (the engine's inference-optimised copy).
+        """
         if self.module is None:
             raise ModelNotReady(f"model {self.name!r} is not loaded")
-        output = self.module(self.normalise(x))
+        output = (module if module is not None else self.module)(self.normalise(x))
         return output.float()
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The optimisations do not change the numbers: chunking, caching, shared neighbourhoods."""
+"""The optimisations do not change the numbers: chunking, caching, shared neighbourhoods,
+frozen copies of image models (equal up to float32 rounding in the model's outputs)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ def _compare(first, second, atol: float) -> None:  # type: ignore[no-untyped-def
             )
 
 
-@pytest.mark.parametrize("name", ["logistic", "block"])
+@pytest.mark.parametrize("name", ["logistic", "block", "squares"])
 def test_same_seed_same_numbers_with_and_without_optimisations(
     known_models: dict[str, ModelHandle], block_batch: torch.Tensor, name: str
 ) -> None:
     handle = known_models[name]
     inputs = X if name == "logistic" else block_batch[:1]
-    # Unoptimised: tiny chunks (many model calls), no cache, one method per call so that
-    # nothing is shared between methods.
-    plain_engine = Engine("cpu", chunk_size=7, cache_entries=0)
+    # Unoptimised: tiny chunks (many model calls), no cache, the model itself (no frozen
+    # copy), one method per call so that nothing is shared between methods.
+    plain_engine = Engine("cpu", chunk_size=7, cache_entries=0, inference_copies=False)
     plain = [explain(handle, inputs, [m], seed=4, engine=plain_engine) for m in METHODS]
     merged = plain[0]
     for per_method in plain[1:]:

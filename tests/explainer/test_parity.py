@@ -10,7 +10,7 @@ from captum.attr import IntegratedGradients
 from lime.lime_image import LimeImageExplainer
 from lime.lime_tabular import LimeTabularExplainer
 
-from explainer import ExplainOptions, explain
+from explainer import Engine, ExplainOptions, explain
 from explainer.segmentation import segment_image
 from models import ModelHandle
 from tests.conftest import LOGISTIC_FEATURES
@@ -70,7 +70,10 @@ def test_lime_image_equals_lime(known_models: dict[str, ModelHandle]) -> None:
     handle = known_models["squares"]
     images = _images()
     options = ExplainOptions(lime={"num_samples": 300})
-    ours = explain(handle, images, ["lime"], target=1, seed=4, options=options)
+    # The model itself, as lime calls it: the engine's frozen copy is compared with the
+    # model in test_optimisations.
+    engine = Engine("cpu", cache_entries=0, inference_copies=False)
+    ours = explain(handle, images, ["lime"], target=1, seed=4, options=options, engine=engine)
     for image, result in zip(images, ours, strict=True):
         pixels = image.numpy().transpose(1, 2, 0).astype(np.float64)
         segments = segment_image(pixels)
