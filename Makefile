@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck clean fuzz audit-deps load soak bundle audit-bench
+.PHONY: run test lint typecheck clean fuzz audit-deps load soak bundle audit-bench workers-bench
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bundle: $(VENV)/.installed-dev
 
 audit-bench: $(VENV)/.installed-dev
 	$(PY) -m benchmarks.audit
+
+workers-bench: $(VENV)/.installed-dev
+	$(PY) -m benchmarks.workers
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
