@@ -8,14 +8,16 @@ zoo's tabular MLPs gained nothing (breast-cancer ran slower), so only image mode
 The engine uses the copy for calls without gradients (SHAP, LIME and the tree's samples,
 occlusion, predictions); gradient methods (saliency, integrated gradients, SmoothGrad,
 Grad-CAM) call the model itself. A copy is kept only when its outputs agree with the
-model's on seeded random images (`AGREEMENT_RTOL`, `AGREEMENT_ATOL`); a model that
-TorchScript cannot compile runs unchanged. Copies are made for the CPU only: the CUDA
-path has not been measured.
+model's on seeded random images (`AGREEMENT_RTOL`, `AGREEMENT_ATOL`). TorchScript models
+are frozen as they are, torch.export programs are traced first and eager (safetensors)
+models compiled with `torch.jit.script`; one that TorchScript cannot compile runs
+unchanged. Copies are made for the CPU only: the CUDA path has not been measured.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 # Largest difference between the copy's and the model's outputs on PROBE_ROWS images.
 AGREEMENT_RTOL, AGREEMENT_ATOL = 1e-5, 1e-6
 PROBE_ROWS = 4
+TRACE_ROWS = 2
 
 
 def inference_copy(handle: ModelHandle) -> torch.nn.Module | None:
@@ -36,11 +39,7 @@ def inference_copy(handle: ModelHandle) -> torch.nn.Module | None:
     generator = torch.Generator().manual_seed(0)
     probe = torch.rand((PROBE_ROWS, *handle.input_shape), generator=generator).to(handle.device)
     try:
-        if isinstance(module, torch.jit.ScriptModule):
-            scripted = module
-        else:
-            scripted = torch.jit.script(module)
-        copy = torch.jit.optimize_for_inference(torch.jit.freeze(scripted.eval()))
+        copy = torch.jit.optimize_for_inference(torch.jit.freeze(_scripted(handle, module)))
         with torch.inference_mode():
             expected, got = handle.forward(probe), handle.forward(probe, module=copy)
     except Exception as error:  # TorchScript rejects many eager models: they run unchanged
@@ -50,3 +49,24 @@ def inference_copy(handle: ModelHandle) -> torch.nn.Module | None:
         log.warning("model %s runs unfrozen: its frozen copy disagrees with it", handle.name)
         return None
     return copy
+
+
+def _scripted(handle: ModelHandle, module: torch.nn.Module) -> torch.jit.ScriptModule:
+    """The model as TorchScript, in eval mode.
+
+    A torch.export program has no data-dependent control flow, so tracing it is exact; it
+    is traced on TRACE_ROWS images and checked on PROBE_ROWS, so a batch size baked into
+    the trace shows up as a failure. Eager models are compiled with `torch.jit.script`
+    (tracing could silently fix their control flow).
+    """
+    if isinstance(module, torch.jit.ScriptModule):
+        return module.eval()
+    if isinstance(module, torch.fx.GraphModule):
+        generator = torch.Generator().manual_seed(1)  # leaves the global generator alone
+        example = torch.rand((TRACE_ROWS, *handle.input_shape), generator=generator)
+        example = example.to(handle.device)
+        with torch.no_grad(), warnings.catch_warnings():
+            # The program's input checks become constants in the trace: harmless here.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return torch.jit.trace(module, handle.normalise(example)).eval()
+    return torch.jit.script(module).eval()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from explainer import Engine, explain
 from explainer.inference_copy import inference_copy
-from models import ModelHandle
-from tests.helpers import square_images
+from models import ModelHandle, ModelRepository
+from tests.helpers import SmallCNN, square_images, to_toml
 
 IMAGES = torch.from_numpy(square_images(2, seed=3)[0])
 
@@ -89,3 +91,31 @@ class OffBy(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x) + self.offset
+
+
+def test_an_exported_image_model_is_traced_into_a_copy(tmp_path: Path) -> None:
+    directory = tmp_path / "exported-cnn"
+    directory.mkdir()
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(
+        SmallCNN().eval(), (torch.rand(2, 3, 64, 64),), dynamic_shapes={"x": {0: batch}}
+    )
+    torch.export.save(program, str(directory / "model.pt2"))
+    spec = {
+        "name": "exported-cnn",
+        "version": "1",
+        "modality": "image",
+        "format": "export",
+        "artifact": "model.pt2",
+        "classes": ["left", "right"],
+        "output": "logits",
+        "image": {"height": 64, "width": 64, "channels": 3, "mean": [0.5] * 3, "std": [0.25] * 3},
+    }
+    (directory / "model.toml").write_text(to_toml(spec))
+    handle = ModelRepository(tmp_path).load("cpu").get("exported-cnn")
+    engine = Engine("cpu", cache_entries=0)
+    assert isinstance(engine.inference_module(handle), torch.jit.ScriptModule)
+    images = torch.rand(7, 3, 64, 64)  # a batch size other than the trace's
+    with torch.inference_mode():
+        expected = handle.forward(images)
+    torch.testing.assert_close(engine.evaluate(handle, images), expected, rtol=1e-5, atol=1e-6)
