@@ -179,12 +179,15 @@ class Engine:
 
     def inference_module(self, handle: ModelHandle) -> torch.nn.Module | None:
         """The model's inference-optimised copy (made on first use), or None: the model."""
-        if not self.inference_copies or handle.module is None:
+        module = handle.module
+        if not self.inference_copies or module is None:
             return None
+        if module in self._copies:  # every call but the first: no lock
+            return self._copies[module]
         with self._copies_lock:
-            if handle.module not in self._copies:
-                self._copies[handle.module] = inference_copy(handle)
-            return self._copies[handle.module]
+            if module not in self._copies:
+                self._copies[module] = inference_copy(handle)
+            return self._copies[module]
 
     def with_backoff(self, handle: ModelHandle, run: Callable[[int], T]) -> T:
         """Call `run(chunk)`; on out-of-memory halve the model's chunk and retry."""
