@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import tempfile
 import threading
 import time
@@ -24,22 +23,22 @@ from typing import Any
 
 import requests
 
+from api.server import threads_per_worker
 from benchmarks.liveserver import running_server
 from explainer import METHODS
 from models.repository import ZOO_DIR
 from models.spec import parse_model_toml
 
 
-def bundle_body(seed: int) -> dict[str, Any]:
-    example = dict(parse_model_toml(ZOO_DIR / "credit-risk" / "model.toml").example or {})
-    return {"instances": [example], "methods": list(METHODS), "seed": seed}
-
-
-def _client(url: str, seeds: Iterator[int], until: float, latencies: list[float]) -> None:
+def _client(
+    url: str, example: dict[str, Any], seeds: Iterator[int], until: float, latencies: list[float]
+) -> None:
     session = requests.Session()
     while time.monotonic() < until:
+        body: dict[str, Any] = {"instances": [example], "methods": list(METHODS)}
+        body["seed"] = next(seeds)
         started = time.perf_counter()
-        response = session.post(url, json=bundle_body(next(seeds)), timeout=60)
+        response = session.post(url, json=body, timeout=60)
         response.raise_for_status()
         latencies.append(time.perf_counter() - started)
 
@@ -55,10 +54,11 @@ def run(workers: int, clients: int, seconds: float, torch_threads: int | None) -
         running_server(Path(workdir), settings=settings, workers=workers) as server,
     ):
         url = f"{server.url}/v1/models/credit-risk/explain"
+        example = dict(parse_model_toml(ZOO_DIR / "credit-risk" / "model.toml").example or {})
         seeds = itertools.count(1)
         until = time.monotonic() + seconds
         threads = [
-            threading.Thread(target=_client, args=(url, seeds, until, latencies))
+            threading.Thread(target=_client, args=(url, example, seeds, until, latencies))
             for _ in range(clients)
         ]
         for thread in threads:
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
-    cores = len(os.sched_getaffinity(0))
+    cores = threads_per_worker(1)
     figures = {}
     for label, threads in (("all cores each", cores), ("shared out", None)):
         figures[label] = run(args.workers, args.clients, args.seconds, threads)
