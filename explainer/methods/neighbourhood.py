@@ -27,6 +27,7 @@ from lime.lime_tabular import LimeTabularExplainer
 
 from explainer.cache import array_digest
 from explainer.context import MethodContext
+from explainer.methods.lime_discretizer import RecallingQuartileDiscretizer
 from explainer.segmentation import segment_image
 
 IMAGE_KERNEL_WIDTH = 0.25  # lime_image's default
@@ -75,6 +76,8 @@ def tabular_lime_explainer(ctx: MethodContext) -> LimeTabularExplainer:
 
     Its scaler, discretiser and base share one `RandomState`, which is re-seeded before
     each instance, so each row's result equals that of a fresh explainer with the seed.
+    Its quartile discretiser recalls the neighbourhoods it has drawn (see
+    `lime_discretizer`): every row with the same seed draws the same one.
     Every feature is kept, so lime's feature selection (forward selection up to six
     features, else a ranking by a first ridge fit) is switched off: it would select all of
     them anyway, at the cost of extra ridge fits.
@@ -84,21 +87,26 @@ def tabular_lime_explainer(ctx: MethodContext) -> LimeTabularExplainer:
     features = list(spec.features)
     categorical = [features.index(name) for name in spec.categorical]
     kernel_width = ctx.options.lime.kernel_width
-    explainer = ctx.engine.memo(
-        ctx.handle,
-        ("lime-tabular", kernel_width),
-        lambda: LimeTabularExplainer(
-            ctx.background("lime").detach().cpu().numpy(),
+
+    def build() -> LimeTabularExplainer:
+        background = ctx.background("lime").detach().cpu().numpy()
+        random_state = np.random.RandomState(0)
+        return LimeTabularExplainer(
+            background,
             mode="regression",
             feature_names=features,
             categorical_features=categorical,
             categorical_names={features.index(n): list(c) for n, c in spec.categorical.items()},
             discretize_continuous=True,
+            discretizer=RecallingQuartileDiscretizer(
+                background, categorical, features, random_state
+            ),
             kernel_width=kernel_width,
             feature_selection="none",
-            random_state=0,
-        ),
-    )
+            random_state=random_state,
+        )
+
+    explainer = ctx.engine.memo(ctx.handle, ("lime-tabular", kernel_width), build)
     explainer.random_state.seed(ctx.seed)
     return explainer
 

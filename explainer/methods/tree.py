@@ -37,18 +37,23 @@ def _split(size: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
 def _explain(ctx: MethodContext, hood: Neighbourhood) -> Explanation:
     options = ctx.options.tree
     train, held = _split(len(hood.samples), options.holdout_fraction, ctx.seed)
+    # scikit-learn trees split on float32 (it converts whatever it is given); converted here
+    # once, its per-call input checks are skipped (the samples are finite by construction).
+    samples = np.ascontiguousarray(hood.samples, dtype=np.float32)
     model = DecisionTreeRegressor(
         max_depth=options.max_depth,
         min_samples_leaf=options.min_samples_leaf,
         random_state=ctx.seed,
-    ).fit(hood.samples[train], hood.scores[train], sample_weight=hood.weights[train])
+    ).fit(samples[train], hood.scores[train], sample_weight=hood.weights[train], check_input=False)
     fidelity = float(
         r2_score(
-            hood.scores[held], model.predict(hood.samples[held]), sample_weight=hood.weights[held]
+            hood.scores[held],
+            model.predict(samples[held], check_input=False),
+            sample_weight=hood.weights[held],
         )
     )
     point = hood.samples[0]  # the instance in the surrogate's feature space
-    path = model.decision_path(point.reshape(1, -1)).indices.tolist()
+    path = model.decision_path(samples[:1], check_input=False).indices.tolist()
     names = _feature_names(ctx, len(point))
     structure = model.tree_
     values = structure.value[:, 0, 0]

@@ -117,3 +117,43 @@ def test_shap_tabular_equals_shap(known_models: dict[str, ModelHandle]) -> None:
     for result, expected, base in zip(ours, direct.values, direct.base_values, strict=True):
         np.testing.assert_allclose(result.methods["shap"].attributions, expected, atol=1e-6)
         assert result.methods["shap"].base_value == np.float64(base).item()
+
+
+def test_shap_image_equals_shap(known_models: dict[str, ModelHandle]) -> None:
+    """Our masker blurs each image once; shap's own blurs it per sample: the same values."""
+    handle = known_models["squares"]
+    images = _images()
+    engine = Engine("cpu", cache_entries=0, inference_copies=False)
+    ours = explain(handle, images, ["shap"], target=1, engine=engine)
+    for image, result in zip(images, ours, strict=True):
+        pixels = image.numpy().transpose(1, 2, 0)
+
+        def score(batch: np.ndarray) -> np.ndarray:
+            tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+            with torch.no_grad():
+                return handle.forward(tensor.float())[:, 1].numpy()
+
+        masker = shap.maskers.Image("blur(16,16)", pixels.shape)
+        direct = shap.Explainer(score, masker, algorithm="partition")(
+            pixels[None], max_evals=500, batch_size=256, silent=True
+        )
+        shap_result = result.methods["shap"]
+        np.testing.assert_allclose(
+            shap_result.attributions, direct.values[0].sum(axis=-1), rtol=1e-5, atol=1e-7
+        )
+        assert shap_result.base_value == pytest.approx(float(direct.base_values[0]), abs=1e-6)
+
+
+def test_lime_tabular_equals_lime_on_a_repeated_request(
+    known_models: dict[str, ModelHandle],
+) -> None:
+    """The second request with a seed reuses the first's drawn neighbourhood, exactly."""
+    handle = known_models["logistic"]
+    engine = Engine("cpu", cache_entries=0)
+    first = explain(handle, X, ["lime"], target=1, seed=11, engine=engine)
+    again = explain(handle, X.flip(0), ["lime"], target=1, seed=11, engine=engine)
+    other_seed = explain(handle, X, ["lime"], target=1, seed=12, engine=engine)
+    for a, b, c in zip(first, again[::-1], other_seed, strict=True):
+        weights = a.methods["lime"].attributions
+        np.testing.assert_array_equal(weights, b.methods["lime"].attributions)
+        assert not np.array_equal(weights, c.methods["lime"].attributions)
