@@ -12,7 +12,9 @@ For each zoo model and a ResNet-18-sized CNN at 224x224 (random weights):
     models' rows without gradients through the engine's frozen copy); the floor of the
     model as loaded is printed beside it.
 Naive and ours are both timed warm (one untimed run first: shap compiles its numba code
-for each input dtype on first use) and each figure is the median of `--repeats` runs.
+for each input dtype on first use). Each repeat runs ours, naive and the two floors back to
+back, so that all four see the machine in the same state (on a shared virtual machine its
+speed drifts by tens of percent over minutes); each figure is the median of `--repeats`.
 Prints per-method and whole-bundle times and the ratios; the last line is
 `bundle speedup vs naive: tabular <x>x, image <y>x; image ours/floor <z>x`
 (tabular: the smallest speedup over the tabular zoo models; image: the zoo image model).
@@ -78,11 +80,13 @@ def score_function(
     return score
 
 
-def naive(handle: ModelHandle, x: torch.Tensor, target: int, repeats: int) -> Figures:
-    """Median seconds per method over `repeats` warm runs (after one untimed run)."""
+def naive(handle: ModelHandle, x: torch.Tensor, target: int) -> Figures:
+    """Seconds per method of one naive run."""
     run = naive_image if handle.is_image else naive_tabular
-    run(handle, x, target)
-    runs = [run(handle, x, target) for _ in range(repeats)]
+    return run(handle, x, target)
+
+
+def median_figures(runs: list[Figures]) -> Figures:
     return Figures({name: statistics.median(r.methods[name] for r in runs) for name in METHODS})
 
 
@@ -155,20 +159,13 @@ def naive_image(handle: ModelHandle, x: torch.Tensor, target: int) -> Figures:
     return figures
 
 
-def ours(
-    handle: ModelHandle, x: torch.Tensor, engine: Engine, repeats: int
-) -> tuple[Figures, int, int]:
-    """Median seconds per method over `repeats` runs, and the rows one run evaluates."""
-    explain(handle, x, METHODS, engine=engine)  # warm-up (shap compiles on first use)
-    per_method: dict[str, list[float]] = {name: [] for name in METHODS}
-    for _ in range(repeats):
-        before_inference, before_grad = engine.rows_inference, engine.rows_with_grad
-        result = explain(handle, x, METHODS, engine=engine)[0]
-        rows_inference = engine.rows_inference - before_inference
-        rows_grad = engine.rows_with_grad - before_grad
-        for name, explanation in result.methods.items():
-            per_method[name].append(explanation.timing_ms / 1000)
-    figures = Figures({name: statistics.median(times) for name, times in per_method.items()})
+def ours(handle: ModelHandle, x: torch.Tensor, engine: Engine) -> tuple[Figures, int, int]:
+    """Seconds per method of one run, and the rows it evaluates."""
+    before_inference, before_grad = engine.rows_inference, engine.rows_with_grad
+    result = explain(handle, x, METHODS, engine=engine)[0]
+    rows_inference = engine.rows_inference - before_inference
+    rows_grad = engine.rows_with_grad - before_grad
+    figures = Figures({n: e.timing_ms / 1000 for n, e in result.methods.items()})
     return figures, rows_inference, rows_grad
 
 
@@ -226,15 +223,20 @@ def run_model(handle: ModelHandle, repeats: int) -> dict[str, float]:
     engine = Engine("cpu", cache_entries=0)
     engine.tune(handle)
     target = int(handle.forward(x).argmax(dim=1)[0])
-    mine, rows_inference, rows_grad = ours(handle, x, engine, repeats)
-    direct = naive(handle, x, target, repeats)
-    compute_floor, loaded_floor = (
-        statistics.median(
-            floor(handle, engine, rows_inference, rows_grad, target, as_loaded)
-            for _ in range(repeats)
-        )
-        for as_loaded in (False, True)
-    )
+    explain(handle, x, METHODS, engine=engine)  # warm-up (shap compiles on first use)
+    naive(handle, x, target)
+    mine_runs: list[Figures] = []
+    direct_runs: list[Figures] = []
+    floors: list[float] = []
+    loaded_floors: list[float] = []
+    for _ in range(repeats):
+        figures, rows_inference, rows_grad = ours(handle, x, engine)
+        mine_runs.append(figures)
+        direct_runs.append(naive(handle, x, target))
+        floors.append(floor(handle, engine, rows_inference, rows_grad, target))
+        loaded_floors.append(floor(handle, engine, rows_inference, rows_grad, target, True))
+    mine, direct = median_figures(mine_runs), median_figures(direct_runs)
+    compute_floor, loaded_floor = statistics.median(floors), statistics.median(loaded_floors)
     print(
         f"\n{handle.name} (chunk {engine.chunk_for(handle)}, rows: {rows_inference} "
         f"forward + {rows_grad} forward/backward)"
@@ -250,6 +252,8 @@ def run_model(handle: ModelHandle, repeats: int) -> dict[str, float]:
         f"  floor {compute_floor:.3f} s ({copy}); ours/floor {mine.total / compute_floor:.2f}x; "
         f"floor of the model as loaded {loaded_floor:.3f} s"
     )
+    paired = sorted(m.total / f for m, f in zip(mine_runs, floors, strict=True))
+    print(f"  ours/floor per repeat (run back to back): {paired[0]:.2f}x to {paired[-1]:.2f}x")
     return {"speedup": speedup, "floor_ratio": mine.total / compute_floor}
 
 
@@ -260,12 +264,11 @@ def rows_and_cache(handle: ModelHandle, repeats: int) -> dict[str, float]:
     engine = Engine("cpu", cache_entries=0)
     engine.tune(handle)
     explain(handle, rows, METHODS, engine=engine)  # warm-up
-    one = statistics.median(
-        timed(lambda: explain(handle, rows[:1], METHODS, engine=engine)) for _ in range(repeats)
-    )
-    sixteen = statistics.median(
-        timed(lambda: explain(handle, rows, METHODS, engine=engine)) for _ in range(repeats)
-    )
+    ones, sixteens = [], []
+    for _ in range(repeats):  # back to back, as in run_model
+        ones.append(timed(lambda: explain(handle, rows[:1], METHODS, engine=engine)))
+        sixteens.append(timed(lambda: explain(handle, rows, METHODS, engine=engine)))
+    one, sixteen = statistics.median(ones), statistics.median(sixteens)
     cached_engine = Engine("cpu")
     cached_engine.chunk_sizes = dict(engine.chunk_sizes)
     first = timed(lambda: explain(handle, rows[:1], METHODS, seed=1, engine=cached_engine))
