@@ -12,7 +12,7 @@ as it comes):
   for every node it expands, and scipy's row slicing costs tens of microseconds each time;
   these rows are read straight from the CSR arrays instead.
 
-On lesion-64 the two save about 45 ms of SHAP's 150 ms (benchmarks/RESULTS.md).
+On lesion-64 the two take SHAP from about 157 to 119 ms (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class MaskRows:
             isinstance(key, tuple)
             and len(key) == 2
             and isinstance(key[0], int | np.integer)
+            and isinstance(key[1], slice)
             and key[1] == slice(None)
             and 0 <= key[0] < len(self._indptr) - 1
         ):

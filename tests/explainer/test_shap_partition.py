@@ -53,4 +53,5 @@ def test_mask_rows_read_the_same_rows_and_defer_everything_else() -> None:
         np.testing.assert_array_equal(rows[index, :], dense[index])
         np.testing.assert_array_equal(rows[np.int64(index), :], dense[index])
     np.testing.assert_array_equal(rows[2:5, :].toarray(), dense[2:5])  # the matrix's own
+    np.testing.assert_array_equal(rows[3, np.array([1, 4])].toarray()[0], dense[3, [1, 4]])
     assert rows.shape == matrix.shape
