@@ -22,7 +22,7 @@ SOURCES = [ROOT / "README.md"]
 BLOCK = re.compile(r"^<!-- test -->\n```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-def tested_blocks() -> list[tuple[str, str]]:
+def readme_blocks() -> list[tuple[str, str]]:
     seen: dict[str, str] = {}
     for source in SOURCES:
         if source.is_file():
@@ -31,7 +31,7 @@ def tested_blocks() -> list[tuple[str, str]]:
     return [(where, block) for block, where in seen.items()]
 
 
-BLOCKS = tested_blocks()
+BLOCKS = readme_blocks()
 
 
 def test_the_docs_have_tested_examples() -> None:
