@@ -16,10 +16,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -71,6 +73,15 @@ class LiveServer:
         """SIGKILL the master and its workers at once (the whole process group), as a crash."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+
+def run_clients(clients: int, client: Callable[..., None], *args: Any) -> None:
+    """Run `client(*args)` in `clients` threads at once and wait for all of them."""
+    threads = [threading.Thread(target=client, args=args) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ import base64
 import io
 import itertools
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,7 @@ import requests
 from PIL import Image, PngImagePlugin
 
 from benchmarks.canary import CANARY_IN_RANGE, CANARY_NUMBER, CANARY_STRING, count_canaries
-from benchmarks.liveserver import running_server
+from benchmarks.liveserver import run_clients, running_server
 from models.repository import ZOO_DIR
 from models.spec import parse_model_toml
 from models.zoo.lesion_data import generate
@@ -127,14 +126,7 @@ def run_phase(url: str, calls: Sequence[Call], clients: int, seconds: float) -> 
     samples: list[Sample] = []
     until = time.monotonic() + seconds
     counter = itertools.count()  # next() is atomic in CPython: one index per request
-    threads = [
-        threading.Thread(target=_client, args=(url, calls, counter, until, samples))
-        for _ in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_clients(clients, _client, url, calls, counter, until, samples)
     return samples
 
 

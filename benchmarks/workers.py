@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import requests
 
 from api.server import threads_per_worker
-from benchmarks.liveserver import running_server
+from benchmarks.liveserver import run_clients, running_server
 from explainer import METHODS
 from models.repository import ZOO_DIR
 from models.spec import parse_model_toml
@@ -57,14 +56,7 @@ def run(workers: int, clients: int, seconds: float, torch_threads: int | None) -
         example = dict(parse_model_toml(ZOO_DIR / "credit-risk" / "model.toml").example or {})
         seeds = itertools.count(1)
         until = time.monotonic() + seconds
-        threads = [
-            threading.Thread(target=_client, args=(url, example, seeds, until, latencies))
-            for _ in range(clients)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_clients(clients, _client, url, example, seeds, until, latencies)
     latencies.sort()
     return {
         "per_s": len(latencies) / seconds,
