@@ -70,17 +70,22 @@ def _algorithm(ctx: MethodContext) -> str:
 
 
 def _score_function(
-    engine: Engine, handle: ModelHandle, target: int, image_shape: tuple[int, ...] | None = None
+    engine: Engine, handle: ModelHandle, target: int, masker: BlurOnceImageMasker | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """numpy rows -> target scores, through the engine (no reference to the request).
 
-    With `image_shape` (H, W, C), rows are flattened images, as `BlurOnceImageMasker` makes.
+    With `masker`, rows are masks of its current image, made into images chunk by chunk.
     """
 
     def score(rows: np.ndarray) -> np.ndarray:
-        if image_shape is not None:
-            rows = rows.reshape(len(rows), *image_shape).transpose(0, 3, 1, 2)
-        return engine.evaluate_numpy(handle, rows)[:, target]
+        if masker is None:
+            return engine.evaluate_numpy(handle, rows)[:, target]
+        outputs = engine.evaluate_source(
+            handle,
+            len(rows),
+            lambda start, stop: masker.masked_images(rows[start:stop], engine.device),
+        )
+        return outputs[:, target].cpu().numpy()
 
     return score
 
@@ -151,7 +156,7 @@ def _image_partition(ctx: MethodContext, index: int, target: int) -> tuple[np.nd
         ctx.handle,
         ("shap-image", target, kernel, image.shape),
         lambda: partition_explainer(
-            _score_function(ctx.engine, ctx.handle, target, image.shape), masker
+            _score_function(ctx.engine, ctx.handle, target, masker), masker
         ),
     )
     result = explainer(

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse
 import shap
+import torch
 
+from explainer.methods.blend import shown_or_hidden
 from explainer.methods.shap_partition import BlurOnceImageMasker, MaskRows
 
 SHAPE = (16, 16, 3)
@@ -34,15 +36,28 @@ def test_the_masker_blurs_each_image_once_with_shaps_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     masks = np.random.default_rng(0).random((20, int(np.prod(SHAPE)))) < 0.5
-    images = [_image(1), _image(2)]
+    images = [_image(1).astype(np.float32), _image(2).astype(np.float32)]
     theirs = shap.maskers.Image("blur(4,4)", SHAPE)
-    expected = [theirs(mask, image)[0] for image in images for mask in masks]
+    expected = [np.stack([theirs(mask, image)[0][0] for mask in masks]) for image in images]
     calls = _counting_blur(monkeypatch)
     ours = BlurOnceImageMasker("blur(4,4)", SHAPE)
-    got = [ours(mask, image)[0] for image in images for mask in masks]
-    for a, b in zip(got, expected, strict=True):
-        np.testing.assert_array_equal(a.reshape(b.shape), b)
+    for image, theirs_masked in zip(images, expected, strict=True):
+        handed = np.concatenate([ours(mask, image)[0] for mask in masks])
+        np.testing.assert_array_equal(handed, masks)  # the model is handed the masks
+        got = ours.masked_images(handed, torch.device("cpu")).numpy()  # (20, C, H, W)
+        np.testing.assert_array_equal(got.transpose(0, 2, 3, 1), theirs_masked)
+        whole = ours.masked_images(np.ones((1, masks.shape[1]), dtype=bool), torch.device("cpu"))
+        np.testing.assert_array_equal(whole[0].numpy().transpose(1, 2, 0), image)
     assert len(calls) == len(images)  # shap's own masker blurs for (nearly) every sample
+
+
+def test_shown_or_hidden_is_exact() -> None:
+    generator = torch.Generator().manual_seed(0)
+    shown = torch.randn((3, 8, 8), generator=generator) * 1e3
+    hidden = torch.randn((3, 8, 8), generator=generator) * 1e-3
+    keep = torch.rand((5, 1, 8, 8), generator=generator) < 0.5
+    expected = torch.where(keep, shown, hidden)
+    assert torch.equal(shown_or_hidden(shown, hidden, keep.float()), expected)
 
 
 def test_mask_rows_read_the_same_rows_and_defer_everything_else() -> None:
@@ -55,3 +70,19 @@ def test_mask_rows_read_the_same_rows_and_defer_everything_else() -> None:
     np.testing.assert_array_equal(rows[2:5, :].toarray(), dense[2:5])  # the matrix's own
     np.testing.assert_array_equal(rows[3, np.array([1, 4])].toarray()[0], dense[3, [1, 4]])
     assert rows.shape == matrix.shape
+
+
+def test_mask_rows_keep_read_only_rows_up_to_their_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import explainer.methods.shap_partition as shap_partition
+
+    dense = np.random.default_rng(1).random((30, 50)) < 0.2
+    monkeypatch.setattr(shap_partition, "ROW_CACHE_BYTES", 10 * dense.shape[1])
+    rows = MaskRows(scipy.sparse.csr_matrix(dense))
+    for _ in range(2):
+        for index in range(len(dense)):
+            row = rows[index, :]
+            np.testing.assert_array_equal(row, dense[index])
+            assert not row.flags.writeable  # shap only adds rows into its own masks
+    assert len(rows._kept) == 10
