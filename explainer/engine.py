@@ -25,7 +25,7 @@ import torch
 from explainer.cache import LruCache
 from explainer.cancellation import raise_if_cancelled
 from explainer.inference_copy import inference_copy
-from models.errors import DeviceOutOfMemory
+from models.errors import DeviceOutOfMemory, ModelOutputNotFinite
 from models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,11 @@ class Engine:
         log.info("model chunk raised back to %d", raised)
 
     def evaluate_source(self, handle: ModelHandle, total: int, source: ChunkSource) -> torch.Tensor:
-        """Raw outputs for `total` rows built chunk by chunk by `source`, inference mode."""
+        """Raw outputs for `total` rows built chunk by chunk by `source`, inference mode.
+
+        Raises `ModelOutputNotFinite` when any output is NaN or infinite: shap would carry
+        it into every attribution and scikit-learn (LIME, the tree) refuses it.
+        """
 
         def run(chunk: int) -> torch.Tensor:
             parts = []
@@ -241,7 +245,16 @@ class Engine:
                     parts.append(self.forward(handle, batch))
             return torch.cat(parts) if parts else torch.empty(0, handle.spec.num_classes)
 
-        return self.with_backoff(handle, run)
+        outputs = self.with_backoff(handle, run)
+        finite = torch.isfinite(outputs).all(dim=1)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ModelOutputNotFinite(
+                f"the model returned NaN or infinite outputs for {bad} of the {total} rows it"
+                " was given (the instances or their perturbations); explanations need finite"
+                " outputs"
+            )
+        return outputs
 
     def evaluate(self, handle: ModelHandle, x: torch.Tensor) -> torch.Tensor:
         """Raw outputs `(N, classes)` of an input-space batch, chunked, inference mode."""

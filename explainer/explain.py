@@ -27,7 +27,7 @@ from explainer.targets import (
     resolve_target,
     target_indices,
 )
-from models.errors import ErrorItem, InvalidInput
+from models.errors import ErrorItem, InvalidInput, ModelOutputNotFinite
 from models.handle import ModelHandle
 
 
@@ -124,9 +124,17 @@ def explain(
 
 
 def _timed(name: str, ctx: MethodContext) -> list[Explanation]:
-    """Run one method on the context; each result gets its share of the time."""
+    """Run one method on the context; each result gets its share of the time.
+
+    Raises `ModelOutputNotFinite` for a result with a NaN or infinite number in it.
+    """
     started = time.perf_counter()
     explanations = REGISTRY[name](ctx)
+    if not all(explanation.is_finite() for explanation in explanations):
+        raise ModelOutputNotFinite(
+            f"the {name} explanation is not finite: the model's outputs or gradients are NaN"
+            " or infinite for this input"
+        )
     per_instance_ms = (time.perf_counter() - started) * 1000 / len(explanations)
     for explanation in explanations:
         explanation.timing_ms = per_instance_ms

@@ -60,6 +60,15 @@ class Explanation:
     timing_ms: float = 0.0
     cached: bool = False  # served from the explanation cache
 
+    def is_finite(self) -> bool:
+        """True when every number it reports (attributions, base value, quality) is finite."""
+        numbers = [self.attributions, list(self.quality.values())]
+        if self.base_value is not None:
+            numbers.append([self.base_value])
+        if self.segment_weights is not None:
+            numbers.append(self.segment_weights)
+        return all(bool(np.isfinite(np.asarray(part, dtype=np.float64)).all()) for part in numbers)
+
 
 @dataclass
 class InstanceExplanation:

@@ -37,6 +37,14 @@ class InvalidInput(ServiceError):
     title = "Invalid input"
 
 
+class ModelOutputNotFinite(ServiceError):
+    """The model's outputs (or gradients) for this input or its perturbations are NaN or
+    infinite, so no explanation of them can be computed or written as JSON."""
+
+    status = 422
+    title = "Model output not finite"
+
+
 class LimitExceeded(ServiceError):
     """A configured limit (pixels, instances, samples...) was exceeded."""
 

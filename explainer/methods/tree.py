@@ -22,15 +22,21 @@ from explainer.methods.lime_weights import spread_over_segments
 from explainer.methods.neighbourhood import Neighbourhood, neighbourhoods
 from explainer.result import Explanation, TreeSurrogate
 
+MIN_HELD_OUT = 2  # rows held out to measure fidelity
+
 
 def tree(ctx: MethodContext) -> list[Explanation]:
     return [_explain(ctx, hood) for hood in neighbourhoods(ctx)]
 
 
 def _split(size: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/held-out split; the instance itself (row 0) is always trained on."""
+    """Seeded train/held-out split; the instance itself (row 0) is always trained on.
+
+    At least MIN_HELD_OUT rows are held out (R^2 is undefined on fewer), and at least one
+    row besides the instance is trained on.
+    """
     order = np.random.default_rng(seed).permutation(np.arange(1, size))
-    held = round(fraction * size)
+    held = min(size - 2, max(MIN_HELD_OUT, round(fraction * size)))
     return np.concatenate([[0], np.sort(order[held:])]), np.sort(order[:held])
 
 

@@ -3,7 +3,8 @@
 It lives in the model repository of the fault tests only: production code has no test hook.
 An input holding `OOM_VALUE` raises `torch.OutOfMemoryError`, as CUDA does; one holding
 `SLOW_VALUE` makes the forward sleep `SLOW_S` seconds (a hung device call); one holding
-`PACED_VALUE` makes it sleep `PACED_S` (a long computation made of many model calls).
+`PACED_VALUE` makes it sleep `PACED_S` (a long computation made of many model calls); a row
+holding `NAN_VALUE` gets NaN outputs (a model that breaks down on some inputs).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ SLOW_VALUE = 2323.0
 SLOW_S = 4.0
 PACED_VALUE = 2525.0
 PACED_S = 0.25
+NAN_VALUE = 6161.0
 
 
 class FaultyModel(torch.nn.Module):
@@ -39,7 +41,9 @@ class FaultyModel(torch.nn.Module):
             time.sleep(SLOW_S)
         if bool((x == PACED_VALUE).any()):
             time.sleep(PACED_S)
-        return self.linear(x)
+        outputs = self.linear(x)
+        broken = (x == NAN_VALUE).any(dim=1, keepdim=True)
+        return torch.where(broken, torch.full_like(outputs, float("nan")), outputs)
 
 
 def factory() -> FaultyModel:

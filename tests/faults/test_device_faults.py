@@ -1,4 +1,5 @@
-"""Faults inside a request on a live server: device out of memory (503), a hung call (504).
+"""Faults inside a request on a live server: device out of memory (503), a hung call (504),
+NaN model outputs (422).
 
 Each is contained in its request: the gunicorn worker keeps running (same pid) and later
 requests succeed.
@@ -14,7 +15,7 @@ import requests
 
 from benchmarks.liveserver import LiveServer
 from tests.faults.conftest import TIME_LIMIT_S
-from tests.faults.faulty import NAME, OOM_VALUE, SLOW_S, SLOW_VALUE
+from tests.faults.faulty import NAME, NAN_VALUE, OOM_VALUE, SLOW_S, SLOW_VALUE
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +48,21 @@ def test_out_of_memory_is_a_503_and_the_next_request_succeeds(
     assert int(failed.headers["Retry-After"]) > 0
     assert post(fault_server, action, [0.5, -1.0], **extra).status_code == 200
     assert fault_server.worker_pids() == workers
+
+
+@pytest.mark.parametrize(
+    ("action", "extra"), [("predict", {}), ("explain", {"methods": ["saliency", "occlusion"]})]
+)
+def test_non_finite_model_outputs_are_a_422_and_the_next_request_succeeds(
+    fault_server: LiveServer, action: str, extra: dict[str, Any]
+) -> None:
+    workers = fault_server.worker_pids()
+    failed = assert_problem(post(fault_server, action, [NAN_VALUE, 0.0], **extra), 422)
+    assert failed["title"] == "Model output not finite"
+    assert "NaN or infinite" in failed["detail"]
+    assert post(fault_server, action, [0.5, -1.0], **extra).status_code == 200
+    assert fault_server.worker_pids() == workers
+    assert "Traceback" not in fault_server.log_text()
 
 
 def test_past_the_time_limit_is_a_504_and_the_worker_stays_healthy(

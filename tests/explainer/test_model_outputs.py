@@ -1,0 +1,97 @@
+"""Non-finite model outputs or gradients are a clear error, never NaN in a result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from explainer import Engine, explain
+from explainer.methods.tree import MIN_HELD_OUT, _split
+from explainer.options import ExplainOptions
+from models import ModelRepository
+from models.errors import ModelOutputNotFinite
+from models.handle import ModelHandle
+from tests.helpers import write_torchscript_model
+
+FEATURES = ["a", "b", "c", "d"]
+INSTANCE = torch.tensor([[0.1, 0.2, 0.3, 0.1]])  # class 1's logit 0.7: finite
+
+
+class NanAboveThree(torch.nn.Module):
+    """Logits [0, sum(x)], but NaN where sum(x) > 3: some perturbations break it down."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.sum(dim=1)
+        total = torch.where(total > 3.0, torch.full_like(total, float("nan")), total)
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
+class SquareRoot(torch.nn.Module):
+    """Logits [0, sum(sqrt|x|)]: finite everywhere, an infinite gradient at x = 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = torch.sqrt(x.abs()).sum(dim=1)
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
+def _handle(root: Path, module: torch.nn.Module) -> ModelHandle:
+    spec = {
+        "name": "unstable",
+        "modality": "tabular",
+        "classes": ["no", "yes"],
+        "output": "logits",
+        "tabular": {"features": FEATURES},
+    }
+    background = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    write_torchscript_model(root / "unstable", module, spec, background)
+    return ModelRepository(root).load().get("unstable")
+
+
+@pytest.mark.parametrize("method", ["shap", "lime", "tree"])
+def test_nan_outputs_on_perturbations_are_refused(tmp_path: Path, method: str) -> None:
+    handle = _handle(tmp_path, NanAboveThree())
+    assert torch.isfinite(handle.forward(INSTANCE)).all()
+    # The background, and so shap's masked rows and lime's samples, hold rows summing to
+    # more than 3.
+    with pytest.raises(ModelOutputNotFinite, match="NaN or infinite outputs for"):
+        explain(handle, INSTANCE, [method], engine=Engine("cpu", cache_entries=0))
+
+
+def test_methods_whose_evaluations_stay_finite_still_run(tmp_path: Path) -> None:
+    handle = _handle(tmp_path, NanAboveThree())
+    # Gradients along the path from the background mean, and occlusion by that mean,
+    # never leave the region where the model is finite.
+    methods = ["saliency", "integrated_gradients", "occlusion"]
+    result = explain(handle, INSTANCE, methods, engine=Engine("cpu", cache_entries=0))
+    assert all(result[0].methods[name].is_finite() for name in methods)
+
+
+def test_a_nan_prediction_is_refused_before_any_method(tmp_path: Path) -> None:
+    handle = _handle(tmp_path, NanAboveThree())
+    with pytest.raises(ModelOutputNotFinite, match="for 1 of the 1 rows"):
+        explain(handle, torch.full((1, 4), 2.0), ["saliency"], engine=Engine("cpu"))
+
+
+def test_infinite_gradients_are_refused(tmp_path: Path) -> None:
+    handle = _handle(tmp_path, SquareRoot())
+    engine = Engine("cpu", cache_entries=0)
+    with pytest.raises(ModelOutputNotFinite, match="the saliency explanation is not finite"):
+        explain(handle, torch.tensor([[0.0, 1.0, 4.0, 9.0]]), ["saliency"], engine=engine)
+    finite = explain(handle, torch.tensor([[1.0, 1.0, 4.0, 9.0]]), ["saliency"], engine=engine)
+    assert finite[0].methods["saliency"].is_finite()
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.02, 0.05, 0.25, 0.89])
+def test_the_tree_holds_out_enough_rows_for_a_finite_fidelity(
+    tmp_path: Path, fraction: float
+) -> None:
+    train, held = _split(50, fraction, seed=0)
+    assert len(held) >= MIN_HELD_OUT and 0 in train and len(train) >= 2
+    assert sorted([*train, *held]) == list(range(50))
+    handle = _handle(tmp_path, SquareRoot())
+    options = ExplainOptions(lime={"num_samples": 50}, tree={"holdout_fraction": fraction})
+    result = explain(handle, INSTANCE, ["tree"], options=options, engine=Engine("cpu"))
+    assert np.isfinite(result[0].methods["tree"].quality["fidelity_r2"])
