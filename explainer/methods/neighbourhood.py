@@ -15,11 +15,13 @@ The parity tests check that the weights equal those of lime's `explain_instance`
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
+import sklearn
 import sklearn.metrics
 import torch
 from lime.lime_image import LimeImageExplainer
@@ -52,9 +54,21 @@ def neighbourhoods(ctx: MethodContext) -> list[Neighbourhood]:
     cached = ctx.shared.get("neighbourhoods")
     if cached is None:
         build = _image_neighbourhood if ctx.is_image else _tabular_neighbourhood
-        cached = [build(ctx, index, target) for index, target in enumerate(ctx.targets)]
+        with checked_arrays():
+            cached = [build(ctx, index, target) for index, target in enumerate(ctx.targets)]
         ctx.shared["neighbourhoods"] = cached
     return cached  # type: ignore[return-value]
+
+
+def checked_arrays() -> AbstractContextManager[None]:
+    """scikit-learn without its own input and parameter checks (lime's fits, the tree).
+
+    The arrays it is given here are already known finite: the inputs are validated, the
+    engine refuses non-finite model outputs, and `explain` checks every result. The
+    estimators' parameters are fixed by lime or come from validated options. The checks
+    (about 20 `check_array` calls per instance) cost 5 to 7% of a 16-row tabular request.
+    """
+    return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
 
 
 def segmentations(ctx: MethodContext) -> list[np.ndarray]:

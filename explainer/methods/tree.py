@@ -19,14 +19,16 @@ from sklearn.tree import DecisionTreeRegressor
 
 from explainer.context import MethodContext
 from explainer.methods.lime_weights import spread_over_segments
-from explainer.methods.neighbourhood import Neighbourhood, neighbourhoods
+from explainer.methods.neighbourhood import Neighbourhood, checked_arrays, neighbourhoods
 from explainer.result import Explanation, TreeSurrogate
 
 MIN_HELD_OUT = 2  # rows held out to measure fidelity
 
 
 def tree(ctx: MethodContext) -> list[Explanation]:
-    return [_explain(ctx, hood) for hood in neighbourhoods(ctx)]
+    hoods = neighbourhoods(ctx)
+    with checked_arrays():
+        return [_explain(ctx, hood) for hood in hoods]
 
 
 def _split(size: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
