@@ -54,13 +54,13 @@ def neighbourhoods(ctx: MethodContext) -> list[Neighbourhood]:
     cached = ctx.shared.get("neighbourhoods")
     if cached is None:
         build = _image_neighbourhood if ctx.is_image else _tabular_neighbourhood
-        with checked_arrays():
+        with without_sklearn_checks():
             cached = [build(ctx, index, target) for index, target in enumerate(ctx.targets)]
         ctx.shared["neighbourhoods"] = cached
     return cached  # type: ignore[return-value]
 
 
-def checked_arrays() -> AbstractContextManager[None]:
+def without_sklearn_checks() -> AbstractContextManager[None]:
     """scikit-learn without its own input and parameter checks (lime's fits, the tree).
 
     The arrays it is given here are already known finite: the inputs are validated, the

@@ -19,7 +19,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 from explainer.context import MethodContext
 from explainer.methods.lime_weights import spread_over_segments
-from explainer.methods.neighbourhood import Neighbourhood, checked_arrays, neighbourhoods
+from explainer.methods.neighbourhood import Neighbourhood, neighbourhoods, without_sklearn_checks
 from explainer.result import Explanation, TreeSurrogate
 
 MIN_HELD_OUT = 2  # rows held out to measure fidelity
@@ -27,7 +27,7 @@ MIN_HELD_OUT = 2  # rows held out to measure fidelity
 
 def tree(ctx: MethodContext) -> list[Explanation]:
     hoods = neighbourhoods(ctx)
-    with checked_arrays():
+    with without_sklearn_checks():
         return [_explain(ctx, hood) for hood in hoods]
 
 
