@@ -63,6 +63,9 @@ class ApiConfig(BaseModel):
     # Frozen, inference-optimised copies of image models for the calls without gradients
     # (CPU only; see explainer.inference_copy).
     inference_copies: bool = True
+    # Keep freed memory for reuse instead of giving it back to the kernel at once (glibc;
+    # see explainer.memory): about 10% faster image bundles, up to 1 GiB kept per process.
+    keep_freed_memory: bool = True
     # bf16 autocast on CUDA (ignored on the CPU).
     autocast: bool = False
     # Finished explanations kept per worker (LRU); 0 disables the cache.

@@ -57,6 +57,7 @@ class Runtime:
                 autocast=self.config.autocast,
                 cache_entries=self.config.cache_entries,
                 inference_copies=self.config.inference_copies,
+                keep_freed_memory=self.config.keep_freed_memory,
             )
             self.repository.load(self.engine.device)
             for handle in self.repository.handles.values():

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from explainer import memory
 from explainer.cache import LruCache
 from explainer.cancellation import raise_if_cancelled
 from explainer.inference_copy import inference_copy
@@ -68,9 +69,12 @@ class Engine:
         autocast: bool = False,
         cache_entries: int = 1024,
         inference_copies: bool = True,
+        keep_freed_memory: bool = True,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if keep_freed_memory:  # process-wide (see explainer.memory)
+            memory.keep_freed_memory()
         self.device = torch.device(device) if device is not None else default_device()
         self.chunk_size = chunk_size
         # Mixed precision only where it helps and is supported: CUDA.

@@ -26,11 +26,13 @@ def test_environment_and_overrides() -> None:
         "EXPLAINER_MODEL_REPO": "/tmp/models",
         "EXPLAINER_DEVICE": "auto",
         "EXPLAINER_STORE_TTL_S": "60",
+        "EXPLAINER_KEEP_FREED_MEMORY": "false",
     }
     config = ApiConfig.from_env({"max_instances": 8}, environ=environ)
     assert config.api_keys == ("a", "b") and config.max_instances == 8
     assert config.model_repo == Path("/tmp/models") and config.device is None
-    assert config.store_ttl_s == 60
+    assert config.store_ttl_s == 60 and not config.keep_freed_memory
+    assert ApiConfig.from_env(environ={}).keep_freed_memory
 
 
 @pytest.mark.parametrize(
