@@ -5,7 +5,7 @@ a chunk of perturbed images, integrated gradients' batch of path points. By defa
 gives freed memory at the top of its heap back to the kernel once more than its trim
 threshold is free, and serves large blocks with fresh mappings, so the next allocation
 faults its pages in again. On lesion-64's bundle that cost about 10% (nine processes each
-way: median 267 against 240 ms; integrated gradients 36 to 63 ms against 30 to 40;
+way: median 267 against 233 ms; integrated gradients 36 to 63 ms against 30 to 40;
 benchmarks/RESULTS.md). PyTorch's CPU tuning guide suggests jemalloc or tcmalloc for the
 same reason; `mallopt` asks the C library already loaded.
 
