@@ -14,17 +14,18 @@ it. The rows of a multi-row request, and repeated requests with the same seed, d
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 from lime.discretize import QuartileDiscretizer
 
-from explainer.cache import LruCache
+from explainer.cache import LruCache, array_digest
 
 RECALLED_DRAWS = 8  # per model: distinct (seed, num_samples, ...) neighbourhoods kept
 
 RandomStateTuple = tuple[Any, ...]  # numpy's `RandomState.get_state()`
+RecalledDraw = tuple[np.ndarray, RandomStateTuple]  # the values, the state after the draw
+DrawKey = tuple[str, str, int, int, float]  # bins, state keys, position, gauss
 
 
 class RecallingQuartileDiscretizer(QuartileDiscretizer):
@@ -38,7 +39,7 @@ class RecallingQuartileDiscretizer(QuartileDiscretizer):
         random_state: np.random.RandomState,
     ) -> None:
         super().__init__(data, categorical_features, feature_names, random_state=random_state)
-        self.recalled: LruCache[str, tuple[np.ndarray, RandomStateTuple]] = LruCache(RECALLED_DRAWS)
+        self.recalled: LruCache[DrawKey, RecalledDraw] = LruCache(RECALLED_DRAWS)
 
     def undiscretize(self, data: np.ndarray) -> np.ndarray:
         key = self._key(data)
@@ -51,12 +52,7 @@ class RecallingQuartileDiscretizer(QuartileDiscretizer):
             self.random_state.set_state(kept[1])
         return kept[0].copy()
 
-    def _key(self, data: np.ndarray) -> str:
-        """A hash of the bins and of the random state about to draw from them."""
+    def _key(self, data: np.ndarray) -> DrawKey:
+        """The bins, and the random state about to draw from them."""
         _, keys, position, has_gauss, cached_gauss = self.random_state.get_state()
-        digest = hashlib.blake2b(digest_size=32)
-        layout = (data.shape, data.dtype.str, position, has_gauss, cached_gauss)
-        digest.update(repr(layout).encode())
-        digest.update(np.ascontiguousarray(keys).tobytes())
-        digest.update(np.ascontiguousarray(data).tobytes())
-        return digest.hexdigest()
+        return array_digest(data), array_digest(keys), position, has_gauss, cached_gauss
