@@ -29,6 +29,11 @@ class ServiceError(Exception):
     def __str__(self) -> str:
         return self.detail
 
+    def __reduce__(self) -> tuple[type[ServiceError], tuple[str, list[ErrorItem]]]:
+        # Exception's own pickling passes `args`, which a dataclass leaves empty; Ray
+        # pickles an actor's exception to hand it to the driver.
+        return type(self), (self.detail, self.errors)
+
 
 class InvalidInput(ServiceError):
     """The request's content cannot be used (shape, type, value, format)."""

@@ -58,6 +58,31 @@ def write_torchscript_model(
     return directory
 
 
+UNSTABLE = "unstable"  # the model that `write_unstable_model` writes
+
+
+class NanAboveThree(torch.nn.Module):
+    """Logits [0, sum(x)], but NaN where sum(x) > 3: some perturbations break it down."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.sum(dim=1)
+        total = torch.where(total > 3.0, torch.full_like(total, float("nan")), total)
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
+def write_unstable_model(root: Path, module: torch.nn.Module) -> Path:
+    """`module` as the tabular model "unstable" (features a to d, classes no and yes)."""
+    spec = {
+        "name": UNSTABLE,
+        "modality": "tabular",
+        "classes": ["no", "yes"],
+        "output": "logits",
+        "tabular": {"features": ["a", "b", "c", "d"]},
+    }
+    background = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    return write_torchscript_model(root / UNSTABLE, module, spec, background)
+
+
 def png_base64(pixels: np.ndarray) -> str:
     """`(H, W, 3)` uint8 -> base64 PNG."""
     buffer = io.BytesIO()

@@ -95,7 +95,13 @@ class RayExecutor:
                 actor = running.pop(ready[0])
                 if queue:
                     running[actor.explain.remote(spec, list(queue.pop(0)))] = actor
-                yield ray.get(ready[0])
+                try:
+                    result = ray.get(ready[0])
+                except ray.exceptions.RayTaskError as error:
+                    # The actor's own exception: Ray's wrapper reads as the remote traceback,
+                    # which would become the job's reason.
+                    raise error.cause from None
+                yield result
         finally:
             for actor in pool:
                 ray.kill(actor)

@@ -12,6 +12,7 @@ restarted job explains only the rows not stored yet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from explainer.explain import available_methods, check_methods, explain
 from explainer.options import METHODS, ExplainOptions
 from explainer.render import instance_document
 from explainer.targets import resolve_target
-from models.errors import ErrorItem, InvalidInput
+from models.errors import ErrorItem, InvalidInput, ServiceError
 from models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,13 @@ def explain_chunk(
     documents = []
     for k, (index, row) in enumerate(chunk):
         seed = row_seed(spec.seed, index)
-        result = explain(
-            handle, inputs[k : k + 1], methods, target, spec.options, seed, engine, use_cache=False
-        )
+        instance = inputs[k : k + 1]
+        try:
+            result = explain(
+                handle, instance, methods, target, spec.options, seed, engine, use_cache=False
+            )
+        except ServiceError as error:  # the job's reason must say which row to look at
+            raise dataclasses.replace(error, detail=f"row {index}: {error.detail}") from error
         values = original_values(handle, inputs[k])
         document = {
             "row": index,

@@ -16,7 +16,8 @@ from explainer.audit.ray_engine import RayExecutor
 from explainer.cli import main
 from models import ModelHandle
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
-from tests.audit.test_runner import without_timings
+from tests.audit.test_runner import unstable_rows, without_timings
+from tests.helpers import UNSTABLE, NanAboveThree, write_unstable_model
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -68,3 +69,17 @@ def test_ray_results_equal_local_results(
     assert main(argv) == 0
     lines = (out / "results.jsonl").read_text().splitlines()
     assert without_timings([json.loads(line) for line in lines]) == without_timings(local)
+
+
+def test_a_failing_row_on_ray_gives_the_actors_reason_not_rays_traceback(
+    local_ray: None, tmp_path: Path
+) -> None:
+    write_unstable_model(tmp_path / "repo", NanAboveThree())
+    store = AuditStore(f"sqlite:///{tmp_path / 'u.db'}").create_tables()
+    spec = AuditSpec(model=UNSTABLE, methods=["saliency"], chunk_size=2)
+    store.submit("me", UNSTABLE, spec.model_dump(mode="json"), unstable_rows())
+    execute = RayExecutor(tmp_path / "repo", UNSTABLE, actors=1, chunk_size=256)
+    failed = run_job(store, store.claim_next("w"), "w", execute)
+    assert failed.status == "failed"
+    assert (failed.error or "").startswith("ModelOutputNotFinite: row 3: the model returned")
+    assert "Traceback" not in (failed.error or "")

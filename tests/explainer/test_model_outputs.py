@@ -14,19 +14,9 @@ from explainer.options import ExplainOptions
 from models import ModelRepository
 from models.errors import ModelOutputNotFinite
 from models.handle import ModelHandle
-from tests.helpers import write_torchscript_model
+from tests.helpers import UNSTABLE, NanAboveThree, write_unstable_model
 
-FEATURES = ["a", "b", "c", "d"]
 INSTANCE = torch.tensor([[0.1, 0.2, 0.3, 0.1]])  # class 1's logit 0.7: finite
-
-
-class NanAboveThree(torch.nn.Module):
-    """Logits [0, sum(x)], but NaN where sum(x) > 3: some perturbations break it down."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = x.sum(dim=1)
-        total = torch.where(total > 3.0, torch.full_like(total, float("nan")), total)
-        return torch.stack([torch.zeros_like(total), total], dim=1)
 
 
 class SquareRoot(torch.nn.Module):
@@ -38,16 +28,8 @@ class SquareRoot(torch.nn.Module):
 
 
 def _handle(root: Path, module: torch.nn.Module) -> ModelHandle:
-    spec = {
-        "name": "unstable",
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "logits",
-        "tabular": {"features": FEATURES},
-    }
-    background = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
-    write_torchscript_model(root / "unstable", module, spec, background)
-    return ModelRepository(root).load().get("unstable")
+    write_unstable_model(root, module)
+    return ModelRepository(root).load().get(UNSTABLE)
 
 
 @pytest.mark.parametrize("method", ["shap", "lime", "tree"])
