@@ -6,11 +6,11 @@ For each zoo model and a ResNet-18-sized CNN at 224x224 (random weights):
     shap's Partition explainer with its default batch for images; lime's defaults:
     5000 samples tabular, 1000 samples in batches of 10 with quickshift for images; the
     tree fit on a second, separately evaluated lime neighbourhood);
-(b) ours: `explainer.explain` with a tuned chunk size (cache off);
+(b) ours: `explainer.explain` with tuned chunk sizes (cache off);
 (c) the floor: the same number of forward and forward+backward rows as (b), at the best
-    chunk size, with no explanation code, through the same model calls as (b) (image
-    models' rows without gradients through the engine's frozen copy); the floor of the
-    model as loaded is printed beside it.
+    chunk sizes (tuned apart, without and with gradients), with no explanation code,
+    through the same model calls as (b) (image models' rows without gradients through the
+    engine's frozen copy); the floor of the model as loaded is printed beside it.
 Naive and ours are both timed warm (one untimed run first: shap compiles its numba code
 for each input dtype on first use). Each repeat runs ours, naive and the two floors back to
 back, so that all four see the machine in the same state (on a shared virtual machine its
@@ -177,7 +177,7 @@ def floor(
     target: int,
     as_loaded: bool = False,
 ) -> float:
-    """Seconds for the same rows at the tuned chunk: inference, then forward+backward.
+    """Seconds for the same rows at the tuned chunks: inference, then forward+backward.
 
     The backward pass computes gradients for the input only, as the explanation methods
     need (captum calls `torch.autograd.grad`), not for the model's weights.
@@ -185,15 +185,15 @@ def floor(
     Through the engine's model calls (its frozen copy for inference), or with `as_loaded`
     the model itself.
     """
-    chunk = engine.chunk_for(handle)
-    batch = torch.rand((chunk, *handle.input_shape), device=engine.device)
+    chunk, grad_chunk = engine.chunk_for(handle), engine.chunk_for(handle, gradients=True)
+    batch = torch.rand((max(chunk, grad_chunk), *handle.input_shape), device=engine.device)
     copy = None if as_loaded else engine.inference_module(handle)
     started = time.perf_counter()
     with torch.inference_mode():
         for start in range(0, rows_inference, chunk):
             handle.forward(batch[: min(chunk, rows_inference - start)], module=copy)
-    for start in range(0, rows_grad, chunk):
-        part = batch[: min(chunk, rows_grad - start)].clone().requires_grad_(True)
+    for start in range(0, rows_grad, grad_chunk):
+        part = batch[: min(grad_chunk, rows_grad - start)].clone().requires_grad_(True)
         torch.autograd.grad(handle.forward(part)[:, target].sum(), part)  # as captum does
     return time.perf_counter() - started
 
@@ -241,7 +241,8 @@ def run_model(handle: ModelHandle, repeats: int) -> dict[str, float]:
     mine, direct = median_figures(mine_runs), median_figures(direct_runs)
     compute_floor, loaded_floor = statistics.median(floors), statistics.median(loaded_floors)
     print(
-        f"\n{handle.name} (chunk {engine.chunk_for(handle)}, rows: {rows_inference} "
+        f"\n{handle.name} (chunk {engine.chunk_for(handle)}, "
+        f"{engine.chunk_for(handle, gradients=True)} with gradients; rows: {rows_inference} "
         f"forward + {rows_grad} forward/backward)"
     )
     print(f"  {'method':<22}{'naive s':>10}{'ours s':>10}{'naive/ours':>12}")

@@ -2,8 +2,10 @@
 
 Every method reaches the model through `Engine.forward` (with gradients, for captum) or
 `Engine.evaluate` (inference mode, for perturbation methods), so model calls are counted
-in one place, chunked to the model's chunk size, and retried with half the chunk when the
-device runs out of memory (the chunk grows back after a run of successful evaluations).
+in one place, chunked, and retried with half the chunk when the device runs out of memory
+(the chunk grows back after a run of successful evaluations). Each model has two chunk
+sizes, tuned apart: one for calls without gradients and one for calls with them, which
+hold their activations for the backward pass and may run through another module.
 Calls without gradients to an image model run through its frozen copy on the CPU
 (`explainer.inference_copy`); every call first checks that its request has not been given
 up (`explainer.cancellation`).
@@ -17,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from contextlib import nullcontext
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -45,6 +47,15 @@ RECOVERY_CALLS = 64
 
 # Builds the input-space rows [start, stop) of a perturbation set, on demand.
 ChunkSource = Callable[[int, int], torch.Tensor]
+# A model's chunk: (model name, True for calls with gradients).
+ChunkKey = tuple[str, bool]
+
+
+class TunedChunks(NamedTuple):
+    """A model's tuned rows per call: without gradients, and with them."""
+
+    inference: int
+    gradients: int
 
 
 def default_device() -> torch.device:
@@ -86,12 +97,12 @@ class Engine:
             weakref.WeakKeyDictionary()
         )
         self._copies_lock = threading.Lock()
-        # Per-model chunk sizes, lowered after an out-of-memory error and raised back
-        # towards the chunk they had before it (`chunk_ceilings`) after RECOVERY_CALLS
-        # successful evaluations.
-        self.chunk_sizes: dict[str, int] = {}
-        self.chunk_ceilings: dict[str, int] = {}
-        self._calls_since_lowered: dict[str, int] = {}
+        # Per-model chunk sizes (with and without gradients apart), lowered after an
+        # out-of-memory error and raised back towards the chunk they had before it
+        # (`chunk_ceilings`) after RECOVERY_CALLS successful evaluations.
+        self.chunk_sizes: dict[ChunkKey, int] = {}
+        self.chunk_ceilings: dict[ChunkKey, int] = {}
+        self._calls_since_lowered: dict[ChunkKey, int] = {}
         # Model calls and rows evaluated (with and without gradients), for tests, metrics
         # and the benchmarks' compute floor.
         self.model_calls = 0
@@ -110,15 +121,31 @@ class Engine:
         """A per-model object built once (and kept while recently used)."""
         return self.objects.get_or_build((handle.fingerprint, key), build)
 
-    def chunk_for(self, handle: ModelHandle) -> int:
-        return self.chunk_sizes.get(handle.name, self.chunk_size)
+    def chunk_for(self, handle: ModelHandle, gradients: bool = False) -> int:
+        """Rows per model call for `handle`, without gradients or with them."""
+        return self.chunk_sizes.get((handle.name, gradients), self.chunk_size)
 
-    def tune(self, handle: ModelHandle, candidates: Sequence[int] = TUNE_CHUNKS) -> int:
-        """Measure forward throughput at each candidate chunk size and keep a fast one.
+    def tune(self, handle: ModelHandle, candidates: Sequence[int] = TUNE_CHUNKS) -> TunedChunks:
+        """Measure throughput at each candidate chunk size and keep a fast one, twice: for
+        calls without gradients (inference mode, the frozen copy where there is one) and
+        for forward and backward passes (captum's), whose best chunk differs.
 
-        The chosen chunk is the largest whose throughput is within 10% of the best (fewer,
-        larger calls cost less Python overhead in the explainers). Stops at a size that runs
-        out of memory, exceeds TUNE_MAX_BYTES, or is clearly slower than the best so far.
+        A model whose outputs have no gradient keeps its inference chunk for both; its
+        gradient methods fail when asked, as they would have.
+        """
+        inference = self._tune(handle, candidates, gradients=False)
+        try:
+            gradients = self._tune(handle, candidates, gradients=True)
+        except RuntimeError as error:
+            log.warning("gradient chunk not tuned (%s): %d rows", type(error).__name__, inference)
+            gradients = self.chunk_sizes[(handle.name, True)] = inference
+        log.info("tuned chunk sizes: %d rows per call, %d with gradients", inference, gradients)
+        return TunedChunks(inference, gradients)
+
+    def _tune(self, handle: ModelHandle, candidates: Sequence[int], gradients: bool) -> int:
+        """The largest chunk whose throughput is within 10% of the best (fewer, larger calls
+        cost less Python overhead in the explainers). Stops at a size that runs out of
+        memory, exceeds TUNE_MAX_BYTES, or is clearly slower than the best so far.
         """
         rates: dict[int, float] = {}
         row_bytes = 4 * int(torch.tensor(handle.input_shape).prod())
@@ -127,7 +154,7 @@ class Engine:
                 break
             x = torch.rand((chunk, *handle.input_shape), device=self.device)
             try:
-                rates[chunk] = self._throughput(handle, x)
+                rates[chunk] = self._throughput(handle, x, gradients)
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error):
                     raise
@@ -136,28 +163,36 @@ class Engine:
                 break
         best = max(rates.values())
         chosen = max(chunk for chunk, rate in rates.items() if rate >= 0.9 * best)
-        self.chunk_sizes[handle.name] = chosen
-        self.chunk_ceilings.pop(handle.name, None)
-        log.info("tuned chunk size: %d rows per call", chosen)
+        key = (handle.name, gradients)
+        self.chunk_sizes[key] = chosen
+        self.chunk_ceilings.pop(key, None)
         return chosen
 
-    def _throughput(self, handle: ModelHandle, x: torch.Tensor) -> float:
-        """Rows per second of inference on `x`: its fastest of at least TUNE_CALLS calls.
+    def _throughput(self, handle: ModelHandle, x: torch.Tensor, gradients: bool) -> float:
+        """Rows per second on `x`: its fastest of at least TUNE_CALLS calls.
 
         The fastest call, not the mean: a call slowed by another process says nothing
         about the chunk, and large models make few calls in TUNE_SECONDS.
         """
+
+        def call() -> None:
+            if gradients:  # input gradients only, as captum asks for them
+                leaf = x.detach().requires_grad_(True)
+                torch.autograd.grad(self.forward(handle, leaf)[:, 0].sum(), leaf)
+            else:
+                with torch.inference_mode():
+                    self.forward(handle, x)
+
         times: list[float] = []
-        with torch.inference_mode():
-            self.forward(handle, x)  # warm-up
-            spent = 0.0
-            while len(times) < TUNE_CALLS or spent < TUNE_SECONDS:
-                started = time.perf_counter()
-                self.forward(handle, x)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                times.append(time.perf_counter() - started)
-                spent += times[-1]
+        call()  # warm-up
+        spent = 0.0
+        while len(times) < TUNE_CALLS or spent < TUNE_SECONDS:
+            started = time.perf_counter()
+            call()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            times.append(time.perf_counter() - started)
+            spent += times[-1]
         return len(x) / min(times)
 
     def forward(self, handle: ModelHandle, x: torch.Tensor) -> torch.Tensor:
@@ -193,10 +228,17 @@ class Engine:
                 self._copies[module] = inference_copy(handle)
             return self._copies[module]
 
-    def with_backoff(self, handle: ModelHandle, run: Callable[[int], T]) -> T:
-        """Call `run(chunk)`; on out-of-memory halve the model's chunk and retry."""
+    def with_backoff(
+        self, handle: ModelHandle, run: Callable[[int], T], gradients: bool = False
+    ) -> T:
+        """Call `run(chunk)`; on out-of-memory halve the model's chunk and retry.
+
+        `gradients`: `run` makes forward and backward passes, so the chunk with gradients
+        is used, and lowered.
+        """
+        key = (handle.name, gradients)
         while True:
-            chunk = self.chunk_for(handle)
+            chunk = self.chunk_for(handle, gradients)
             try:
                 result = run(chunk)
             except (torch.OutOfMemoryError, RuntimeError) as error:
@@ -208,28 +250,28 @@ class Engine:
                     raise DeviceOutOfMemory(
                         f"model {handle.name!r} does not fit in device memory"
                     ) from None
-                self.chunk_ceilings.setdefault(handle.name, chunk)
-                self._calls_since_lowered[handle.name] = 0
-                self.chunk_sizes[handle.name] = chunk // 2
+                self.chunk_ceilings.setdefault(key, chunk)
+                self._calls_since_lowered[key] = 0
+                self.chunk_sizes[key] = chunk // 2
                 log.warning("out of memory: model chunk lowered to %d", chunk // 2)
             else:
-                self._recover(handle)
+                self._recover(key)
                 return result
 
-    def _recover(self, handle: ModelHandle) -> None:
+    def _recover(self, key: ChunkKey) -> None:
         """After RECOVERY_CALLS successes at a lowered chunk, try twice that chunk."""
-        ceiling = self.chunk_ceilings.get(handle.name)
+        ceiling = self.chunk_ceilings.get(key)
         if ceiling is None:
             return
-        calls = self._calls_since_lowered[handle.name] + 1
-        self._calls_since_lowered[handle.name] = calls
+        calls = self._calls_since_lowered[key] + 1
+        self._calls_since_lowered[key] = calls
         if calls < RECOVERY_CALLS:
             return
-        raised = min(ceiling, 2 * self.chunk_for(handle))
-        self.chunk_sizes[handle.name] = raised
-        self._calls_since_lowered[handle.name] = 0
+        raised = min(ceiling, 2 * self.chunk_sizes.get(key, self.chunk_size))
+        self.chunk_sizes[key] = raised
+        self._calls_since_lowered[key] = 0
         if raised == ceiling:
-            del self.chunk_ceilings[handle.name]
+            del self.chunk_ceilings[key]
         log.info("model chunk raised back to %d", raised)
 
     def evaluate_source(self, handle: ModelHandle, total: int, source: ChunkSource) -> torch.Tensor:

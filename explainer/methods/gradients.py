@@ -2,11 +2,15 @@
 
 saliency (`Saliency`), integrated_gradients (`IntegratedGradients`, Gauss-Legendre),
 smoothgrad (`NoiseTunnel` over `Saliency`), gradcam (`LayerGradCam`, upsampled to the input
-size) and occlusion (`Occlusion`). Each runs on the whole batch, with captum's own batching
-arguments set to the model's chunk size, through the engine.
+size) and occlusion (`Occlusion`). Each runs through the engine, with its out-of-memory
+backoff: captum's own batching arguments are set to the model's chunk size (the chunk with
+gradients, except for occlusion), and saliency and Grad-CAM, which captum runs in one
+call, take the instances a chunk at a time.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from captum.attr import (
@@ -27,11 +31,14 @@ from models.errors import ErrorItem, InvalidInput
 def saliency(ctx: MethodContext) -> list[Explanation]:
     """|d score / d input| (or signed with abs=False); channels summed for images."""
     options = ctx.options.saliency
-    # A leaf that already requires gradients: captum would otherwise warn on every call.
-    inputs = ctx.inputs.detach().requires_grad_()
-    attributions = Saliency(ctx.forward).attribute(
-        inputs, target=ctx.target_tensor, abs=options.abs
-    )
+    method = Saliency(ctx.forward)
+
+    def attribute(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # A leaf that already requires gradients: captum would otherwise warn on every call.
+        leaf = inputs.detach().requires_grad_()
+        return method.attribute(leaf, target=targets, abs=options.abs)
+
+    attributions = _by_instance_chunks(ctx, attribute)
     return [
         Explanation("saliency", row, ctx.score_kind, UNITS_GRADIENT)
         for row in to_map(attributions, ctx.is_image)
@@ -55,7 +62,7 @@ def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
             return_convergence_delta=True,
         )
 
-    attributions, delta = ctx.engine.with_backoff(ctx.handle, run)
+    attributions, delta = ctx.engine.with_backoff(ctx.handle, run, gradients=True)
     results = []
     for row, row_delta in zip(to_map(attributions, ctx.is_image), delta.tolist(), strict=True):
         quality = {"convergence_delta": abs(float(row_delta))}
@@ -87,7 +94,7 @@ def smoothgrad(ctx: MethodContext) -> list[Explanation]:
                     abs=True,
                 )
 
-        attributions = ctx.engine.with_backoff(ctx.handle, run)
+        attributions = ctx.engine.with_backoff(ctx.handle, run, gradients=True)
         results.append(
             Explanation(
                 "smoothgrad", to_map(attributions, ctx.is_image)[0], ctx.score_kind, UNITS_GRADIENT
@@ -105,17 +112,34 @@ def _input_spread(ctx: MethodContext) -> float:
 
 def gradcam(ctx: MethodContext) -> list[Explanation]:
     """Grad-CAM on the model's `gradcam_layer`, ReLU'd and upsampled to the input size."""
-    layer = _gradcam_layer(ctx)
-    relevance = LayerGradCam(ctx.forward, layer).attribute(
-        ctx.inputs, target=ctx.target_tensor, relu_attributions=True
-    )
-    upsampled = LayerAttribution.interpolate(
-        relevance, tuple(ctx.inputs.shape[-2:]), interpolate_mode="bilinear"
-    )
+    method = LayerGradCam(ctx.forward, _gradcam_layer(ctx))
+
+    def attribute(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        relevance = method.attribute(inputs, target=targets, relu_attributions=True)
+        return LayerAttribution.interpolate(
+            relevance, tuple(inputs.shape[-2:]), interpolate_mode="bilinear"
+        )
+
+    upsampled = _by_instance_chunks(ctx, attribute)
     return [
         Explanation("gradcam", row, ctx.score_kind, UNITS_RELEVANCE)
         for row in to_map(upsampled, is_image=True)
     ]
+
+
+def _by_instance_chunks(
+    ctx: MethodContext, attribute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """`attribute(inputs, targets)` over the instances, at most a gradient chunk at a time."""
+
+    def run(chunk: int) -> torch.Tensor:
+        parts = [
+            attribute(ctx.inputs[start : start + chunk], ctx.target_tensor[start : start + chunk])
+            for start in range(0, len(ctx.inputs), chunk)
+        ]
+        return torch.cat(parts)
+
+    return ctx.engine.with_backoff(ctx.handle, run, gradients=True)
 
 
 def _gradcam_layer(ctx: MethodContext) -> torch.nn.Module:

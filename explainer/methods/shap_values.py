@@ -176,10 +176,16 @@ def _gradient(ctx: MethodContext) -> list[Explanation]:
     by_index: dict[int, Explanation] = {}
     for target in sorted(set(ctx.targets)):
         rows = [i for i, t in enumerate(ctx.targets) if t == target]
-        explainer = shap.GradientExplainer(
-            _TargetScore(ctx, target), background, batch_size=SHAP_BATCH
-        )
-        values = np.asarray(explainer.shap_values(ctx.inputs[rows], nsamples=200, rseed=ctx.seed))
+
+        # shap draws its samples before batching them: the batch changes float rounding only.
+        def run(chunk: int, target: int = target, rows: list[int] = rows) -> np.ndarray:
+            with torch.no_grad():  # shap runs the background once, for the output's shape
+                explainer = shap.GradientExplainer(
+                    _TargetScore(ctx, target), background, batch_size=chunk
+                )
+            return np.asarray(explainer.shap_values(ctx.inputs[rows], nsamples=200, rseed=ctx.seed))
+
+        values = ctx.engine.with_backoff(ctx.handle, run, gradients=True)
         values = values.reshape(len(rows), *ctx.inputs.shape[1:])
         base = float(background_scores[:, target].mean())
         for row, index in zip(values, rows, strict=True):
