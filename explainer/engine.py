@@ -123,7 +123,10 @@ class Engine:
 
     def chunk_for(self, handle: ModelHandle, gradients: bool = False) -> int:
         """Rows per model call for `handle`, without gradients or with them."""
-        return self.chunk_sizes.get((handle.name, gradients), self.chunk_size)
+        return self._chunk((handle.name, gradients))
+
+    def _chunk(self, key: ChunkKey) -> int:
+        return self.chunk_sizes.get(key, self.chunk_size)
 
     def tune(self, handle: ModelHandle, candidates: Sequence[int] = TUNE_CHUNKS) -> TunedChunks:
         """Measure throughput at each candidate chunk size and keep a fast one, twice: for
@@ -238,7 +241,7 @@ class Engine:
         """
         key = (handle.name, gradients)
         while True:
-            chunk = self.chunk_for(handle, gradients)
+            chunk = self._chunk(key)
             try:
                 result = run(chunk)
             except (torch.OutOfMemoryError, RuntimeError) as error:
@@ -267,7 +270,7 @@ class Engine:
         self._calls_since_lowered[key] = calls
         if calls < RECOVERY_CALLS:
             return
-        raised = min(ceiling, 2 * self.chunk_sizes.get(key, self.chunk_size))
+        raised = min(ceiling, 2 * self._chunk(key))
         self.chunk_sizes[key] = raised
         self._calls_since_lowered[key] = 0
         if raised == ceiling:
