@@ -14,12 +14,14 @@ For each zoo model and a ResNet-18-sized CNN at 224x224 (random weights):
 Naive and ours are both timed warm (one untimed run first: shap compiles its numba code
 for each input dtype on first use). Each repeat runs ours, naive and the two floors back to
 back, so that all four see the machine in the same state (on a shared virtual machine its
-speed drifts by tens of percent over minutes); each figure is the median of `--repeats`.
+speed drifts by tens of percent over minutes); each figure is the median of `--repeats`
+(7: on this shared machine, medians of 5 still moved by 0.2 between runs; the ResNet-18
+is timed once per 7 repeats).
 Prints per-method and whole-bundle times and the ratios; the last line is
 `bundle speedup vs naive: tabular <x>x, image <y>x; image ours/floor <z>x`
 (tabular: the smallest speedup over the tabular zoo models; image: the zoo image model).
 
-    python -m benchmarks.bundle [--repeats 3] [--skip-resnet]
+    python -m benchmarks.bundle [--repeats 7] [--skip-resnet]
 """
 
 from __future__ import annotations
@@ -290,7 +292,7 @@ def rows_and_cache(handle: ModelHandle, repeats: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-resnet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
             rows_and_cache(handle, args.repeats)
     if not args.skip_resnet:
         with tempfile.TemporaryDirectory() as directory:
-            run_model(resnet_handle(Path(directory)), max(1, args.repeats // 3))
+            run_model(resnet_handle(Path(directory)), max(1, args.repeats // 7))
     tabular = min(f["speedup"] for n, f in figures.items() if not repository.get(n).is_image)
     image_name = next(n for n in figures if repository.get(n).is_image)
     image = figures[image_name]
