@@ -148,7 +148,8 @@ class Engine:
     def _tune(self, handle: ModelHandle, candidates: Sequence[int], gradients: bool) -> int:
         """The largest chunk whose throughput is within 10% of the best (fewer, larger calls
         cost less Python overhead in the explainers). Stops at a size that runs out of
-        memory, exceeds TUNE_MAX_BYTES, or is clearly slower than the best so far.
+        memory, exceeds TUNE_MAX_BYTES, or is clearly slower than the best so far; one row
+        when even the first candidate runs out of memory.
         """
         rates: dict[int, float] = {}
         row_bytes = 4 * int(torch.tensor(handle.input_shape).prod())
@@ -164,8 +165,12 @@ class Engine:
                 break
             if rates[chunk] < 0.66 * max(rates.values()):
                 break
-        best = max(rates.values())
-        chosen = max(chunk for chunk, rate in rates.items() if rate >= 0.9 * best)
+        if rates:
+            best = max(rates.values())
+            chosen = max(chunk for chunk, rate in rates.items() if rate >= 0.9 * best)
+        else:  # even the smallest candidate ran out of memory: one row per call
+            log.warning("out of memory at %d rows per call while tuning: 1 row", candidates[0])
+            chosen = 1
         key = (handle.name, gradients)
         self.chunk_sizes[key] = chosen
         self.chunk_ceilings.pop(key, None)

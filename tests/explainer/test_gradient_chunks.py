@@ -122,3 +122,15 @@ def test_gradient_methods_survive_out_of_memory_with_the_same_numbers(
             rtol=1e-4,
             atol=1e-6,
         )
+
+
+def test_a_model_short_of_memory_at_every_candidate_starts_at_one_row(
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
+) -> None:
+    handle = known_models["logistic"]
+    counted("logistic", fail_above=4)
+    engine = Engine("cpu")
+    assert engine.tune(handle, candidates=(16, 64)) == (1, 1)
+    result = explain(handle, torch.ones((3, 6)), ["saliency", "lime"], engine=engine)
+    assert len(result) == 3  # the calls then run, a row at a time
