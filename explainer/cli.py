@@ -292,9 +292,11 @@ def _audit_spec(args: argparse.Namespace) -> Any:
         raise UsageError(f"bad audit options: {exc}") from None
 
 
-def _audit_job(args: argparse.Namespace, store: Any, handle: Any, spec: Any, worker: str) -> Any:
+def _audit_job(
+    args: argparse.Namespace, store: Any, handle: Any, engine: Any, spec: Any, worker: str
+) -> Any:
     """The job to run: a new one, or (with --resume) the unfinished one in --out."""
-    from explainer.audit import validate
+    from explainer.audit import rehearse, validate
     from explainer.audit.io import read_file
 
     if not args.data.is_file():
@@ -305,6 +307,7 @@ def _audit_job(args: argparse.Namespace, store: Any, handle: Any, spec: Any, wor
         if args.resume:
             raise UsageError(f"{args.out} holds no audit to resume")
         validate(handle, spec, rows)
+        rehearse(handle, engine, spec, rows[0])
         job, _ = store.submit(AUDIT_OWNER, handle.name, spec.model_dump(mode="json"), rows)
         return store.claim(job.id, worker)
     job = existing[-1]
@@ -331,7 +334,7 @@ def _audit(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     store = AuditStore(f"sqlite:///{args.out / 'audit.db'}").create_tables()
     worker = worker_id()
-    job = _audit_job(args, store, handle, spec, worker)
+    job = _audit_job(args, store, handle, engine, spec, worker)
     execute: ChunkExecutor = LocalExecutor(handle, engine)
     if args.engine == "local":
         engine.tune(handle)  # as the API does at load
@@ -362,6 +365,12 @@ def _audit(args: argparse.Namespace) -> int:
         segment_by=spec.segment_by,
     )
     (args.out / "report.html").write_text(report, encoding="utf-8")
+    if job.failed:
+        print(
+            f"explainer: {job.failed} of {job.total} rows not explained (their model outputs"
+            " were NaN or infinite): see the report's 'Rows not explained'",
+            file=sys.stderr,
+        )
     print(args.out / "report.html")
     return EXIT_OK
 

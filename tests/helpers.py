@@ -70,6 +70,18 @@ class NanAboveThree(torch.nn.Module):
         return torch.stack([torch.zeros_like(total), total], dim=1)
 
 
+class NanBetweenOneAndTwo(torch.nn.Module):
+    """Logits [0, sum(x)], but NaN where 1 < sum(x) < 2. A row summing to 3 has a finite
+    prediction, but the integrated-gradients path from a zero baseline crosses the band."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.sum(dim=1)
+        band = (total > 1.0) & (total < 2.0)
+        factor = torch.where(band, torch.full_like(total, float("nan")), torch.ones_like(total))
+        total = total * factor  # NaN in the band, and so are its gradients
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
 def write_unstable_model(root: Path, module: torch.nn.Module) -> Path:
     """`module` as the tabular model "unstable" (features a to d, classes no and yes)."""
     spec = {

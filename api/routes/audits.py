@@ -31,6 +31,7 @@ from explainer.audit import (
     AuditWorker,
     Job,
     audit_report,
+    rehearse,
     validate,
 )
 from explainer.audit.io import MEDIA_TYPES, export, format_of, read_rows
@@ -73,6 +74,10 @@ class Progress(BaseModel):
     done: int
     total: int
     fraction: float
+    failed: int = Field(
+        description="rows done but not explained (NaN or infinite model outputs); their "
+        "result rows hold an `error`"
+    )
 
 
 class AuditOut(BaseModel):
@@ -140,6 +145,7 @@ def _document(job: Job) -> dict[str, Any]:
             "done": job.done,
             "total": job.total,
             "fraction": round(job.done / job.total, 4),
+            "failed": job.failed,
         },
         "eta_s": None if eta is None else round(eta, 1),
         "timings": {
@@ -208,10 +214,12 @@ def _own_job(id_: str) -> tuple[Runtime, AuditStore, Job]:
 def create_audit() -> Response:
     state = runtime()
     spec, rows = _read_request()
-    handle, _ = state.model(spec.model)
+    handle, engine = state.model(spec.model)
     limits = replace(model_limits(state.config, handle), max_instances=MAX_ROWS)
     check_limits(limits, len(rows), spec.options)
     validate(handle, spec, rows)
+    with state.slot():
+        rehearse(handle, engine, spec, rows[0])
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not 0 < len(key) <= 128:
         raise InvalidInput(

@@ -13,6 +13,7 @@ from api.parsing import read_body
 from api.runtime import Runtime, runtime
 from api.schemas import ModelInfo, ModelList, ModelPath, PredictRequest, PredictResponse
 from explainer import METHODS, available_methods, predict
+from explainer.render import prediction_document
 from models.handle import ModelHandle
 
 bp = APIBlueprint("models", __name__, abp_tags=[Tag(name="models")])
@@ -71,7 +72,4 @@ def predict_route(path: ModelPath) -> Response:
     inputs = handle.decode(body.instances, state.config.image_limits)
     with state.slot():
         predictions = predict(handle, inputs, engine)
-    out = [
-        {"label": p.label, "index": p.index, "probabilities": p.probabilities} for p in predictions
-    ]
-    return jsonify({"predictions": out})
+    return jsonify({"predictions": [prediction_document(p) for p in predictions]})

@@ -62,6 +62,28 @@ class Flag:
     reasons: list[str]
 
 
+@dataclass(frozen=True)
+class UnexplainedRow:
+    """A row that was not explained (its model outputs were not finite), and why."""
+
+    row: int
+    prediction: str | None  # the predicted class, when the prediction itself was finite
+    reason: str
+
+
+def unexplained_rows(documents: Sequence[dict[str, Any]]) -> list[UnexplainedRow]:
+    """The rows whose documents hold an `error` instead of explanations, in row order."""
+    return [
+        UnexplainedRow(
+            row=d["row"],
+            prediction=d["prediction"]["label"] if "prediction" in d else None,
+            reason=d["error"]["detail"],
+        )
+        for d in documents
+        if "error" in d
+    ]
+
+
 @dataclass
 class AuditSummary:
     """Everything the report shows, computed from the row documents."""
@@ -196,9 +218,11 @@ def summarise(
     categorical: dict[str, Sequence[str]] | None = None,
     segment_by: str | None = None,
 ) -> AuditSummary:
-    """The audit's summary; `categorical` maps a feature to its categories (display order)."""
+    """The audit's summary of its explained rows (documents with an `error` are left out);
+    `categorical` maps a feature to its categories (display order)."""
+    documents = [d for d in documents if "error" not in d]
     if not documents:
-        raise ValueError("no rows to summarise")
+        raise ValueError("no explained rows to summarise")
     categorical = categorical or {}
     methods = list(documents[0]["methods"])
     targets = [d["target"]["index"] for d in documents]

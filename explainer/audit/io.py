@@ -3,6 +3,7 @@
 Input rows are objects keyed by column name (extra columns, such as a segment column the
 model does not use, are allowed) or lists in the model's feature order (JSONL only).
 Results are one JSON document per row; CSV and Parquet flatten it to one column per value.
+A row that was not explained keeps its inputs and prediction and gets an `error` column.
 """
 
 from __future__ import annotations
@@ -100,16 +101,21 @@ def read_file(path: Path, max_rows: int | None = None) -> list[Any]:
 
 
 def flat_record(document: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:
-    """One row's document as flat columns: inputs, prediction, then per-method values."""
+    """One row's document as flat columns: inputs, prediction, then per-method values (or,
+    for a row that was not explained, `error`)."""
     features = list(document["input"])
     record: dict[str, Any] = {"row": document["row"], "seed": document["seed"]}
     if "segment" in document:
         record["segment"] = document["segment"]
     record.update({f"input.{name}": value for name, value in document["input"].items()})
-    prediction = document["prediction"]
-    record["prediction"] = prediction["label"]
-    for label, probability in zip(classes, prediction["probabilities"], strict=True):
-        record[f"p.{label}"] = probability
+    prediction = document.get("prediction")
+    if prediction is not None:
+        record["prediction"] = prediction["label"]
+        for label, probability in zip(classes, prediction["probabilities"], strict=True):
+            record[f"p.{label}"] = probability
+    if "error" in document:
+        record["error"] = f"{document['error']['title']}: {document['error']['detail']}"
+        return record
     record["target"] = document["target"]["label"]
     record["score"] = document["score"]
     for method, result in document["methods"].items():
@@ -134,6 +140,8 @@ def export(documents: Iterable[dict[str, Any]], fmt: ResultFormat, classes: Sequ
         lines = (json.dumps(d, allow_nan=False, separators=(",", ":")) for d in documents)
         return "".join(line + "\n" for line in lines).encode()
     frame = pd.DataFrame([flat_record(document, classes) for document in documents])
+    if "error" in frame:  # the reason a row was not explained comes last
+        frame = frame[[column for column in frame.columns if column != "error"] + ["error"]]
     if fmt == "csv":
         return frame.to_csv(index=False).encode()
     buffer = io.BytesIO()

@@ -1,8 +1,9 @@
 """The audit report: one self-contained HTML page, its plots embedded as PNG data URIs.
 
-Sections: summary, global importance, attribution distributions, importance per class,
-segments and disparities (when a segment column was chosen), method agreement, surrogate
-fidelity, predictions, and flagged rows with links to their explanations.
+Sections: summary, rows not explained (when there are any), global importance, attribution
+distributions, importance per class, segments and disparities (when a segment column was
+chosen), method agreement, surrogate fidelity, predictions, and flagged rows with links to
+their explanations.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from explainer.audit.aggregate import (
     LOW_FIDELITY,
     AuditSummary,
     Disparity,
+    UnexplainedRow,
     summarise,
+    unexplained_rows,
 )
 from models.handle import ModelHandle
 
-MAX_FLAGGED = 50  # rows listed in the flagged table
+MAX_FLAGGED = 50  # rows listed in the flagged table, and in the table of rows not explained
 GAP_HIGHLIGHTS = 3  # the largest attribution gaps highlighted
 
 RowLink = Callable[[int], str]  # row index -> URL of its explanation
@@ -51,6 +54,7 @@ class ReportContext:
     status: str
     total: int  # rows in the data set (the summary may hold fewer while the job runs)
     row_link: RowLink | None = None
+    unexplained: Sequence[UnexplainedRow] = ()
 
 
 def _e(value: object) -> str:
@@ -79,15 +83,38 @@ def _section(anchor: str, title: str, *parts: str) -> str:
     return f'<section id="{anchor}"><h2>{_e(title)}</h2>{"".join(parts)}</section>'
 
 
-def _summary(summary: AuditSummary, context: ReportContext) -> str:
+def _summary(summary: AuditSummary | None, context: ReportContext) -> str:
+    explained = 0 if summary is None else len(summary.rows)
     rows = [
         ("model", context.model),
         ("status", context.status),
-        ("rows explained", f"{len(summary.rows)} of {context.total}"),
-        ("methods", ", ".join(summary.methods)),
-        ("flagged rows", str(len(summary.flags))),
+        ("rows explained", f"{explained} of {context.total}"),
+        ("rows not explained", str(len(context.unexplained))),
     ]
+    if summary is not None:
+        rows += [("methods", ", ".join(summary.methods)), ("flagged rows", str(len(summary.flags)))]
     return _section("summary", "Summary", _table(("", "value"), rows))
+
+
+def _row_cell(row: int, row_link: RowLink | None) -> str:
+    """A row's label, linked to its result when there is a link, as an anchor target."""
+    label = f"row {row}"
+    cell = f'<a href="{_e(row_link(row))}">{label}</a>' if row_link else label
+    return f'<span id="row-{row}">{cell}</span>'
+
+
+def _unexplained(context: ReportContext) -> str:
+    note = (
+        '<p class="note">The model\'s outputs or gradients were NaN or infinite for these rows '
+        "or for their perturbations, so they have no explanations and every other section "
+        f"leaves them out. At most {MAX_FLAGGED} rows.</p>"
+    )
+    rows = [
+        (_row_cell(item.row, context.row_link), _e(item.prediction or "–"), _e(item.reason))
+        for item in context.unexplained[:MAX_FLAGGED]
+    ]
+    table = _table(("row", "prediction", "reason"), rows, raw=True)
+    return _section("unexplained", "Rows not explained", note, table)
 
 
 def _importance(summary: AuditSummary) -> str:
@@ -256,11 +283,10 @@ def _flagged(summary: AuditSummary, row_link: RowLink | None) -> str:
     )
     if not summary.flags:
         return _section("flagged", "Flagged rows", note, "<p>No row was flagged.</p>")
-    rows = []
-    for flag in summary.flags[:MAX_FLAGGED]:
-        label = f"row {flag.row}"
-        cell = f'<a href="{_e(row_link(flag.row))}">{label}</a>' if row_link else label
-        rows.append((f'<span id="row-{flag.row}">{cell}</span>', _e("; ".join(flag.reasons))))
+    rows = [
+        (_row_cell(flag.row, row_link), _e("; ".join(flag.reasons)))
+        for flag in summary.flags[:MAX_FLAGGED]
+    ]
     return _section("flagged", "Flagged rows", note, _table(("row", "reasons"), rows, raw=True))
 
 
@@ -273,22 +299,29 @@ def primary_method(summary: AuditSummary) -> str:
     )
 
 
-def render_report(summary: AuditSummary, context: ReportContext) -> str:
-    """The whole report as one HTML document (no external resources, no scripts)."""
-    sections = [
-        _summary(summary, context),
-        _importance(summary),
-        _distributions(summary),
-        _classes(summary, primary_method(summary)),
-    ]
-    if summary.disparity is not None:
-        sections.append(_segments(summary, summary.disparity))
-    sections += [
-        _agreement(summary),
-        _fidelity(summary),
-        _predictions(summary),
-        _flagged(summary, context.row_link),
-    ]
+def render_report(summary: AuditSummary | None, context: ReportContext) -> str:
+    """The whole report as one HTML document (no external resources, no scripts).
+
+    `summary` is None when no row was explained: the report then has the summary and the
+    rows not explained only.
+    """
+    sections = [_summary(summary, context)]
+    if context.unexplained:
+        sections.append(_unexplained(context))
+    if summary is not None:
+        sections += [
+            _importance(summary),
+            _distributions(summary),
+            _classes(summary, primary_method(summary)),
+        ]
+        if summary.disparity is not None:
+            sections.append(_segments(summary, summary.disparity))
+        sections += [
+            _agreement(summary),
+            _fidelity(summary),
+            _predictions(summary),
+            _flagged(summary, context.row_link),
+        ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
         f"<title>{_e(context.title)}</title><style>{STYLE}</style></head>"
@@ -310,13 +343,17 @@ def audit_report(
     tabular = handle.spec.tabular
     if tabular is None:
         raise ValueError("audit reports need a tabular model")
-    summary = summarise(
-        documents,
-        handle.feature_names,
-        list(handle.spec.classes),
-        tabular.adverse_class,
-        dict(tabular.categorical),
-        segment_by,
-    )
+    unexplained = unexplained_rows(documents)
+    summary = None
+    if len(unexplained) < len(documents):
+        summary = summarise(
+            documents,
+            handle.feature_names,
+            list(handle.spec.classes),
+            tabular.adverse_class,
+            dict(tabular.categorical),
+            segment_by,
+        )
     model = f"{handle.name} {handle.spec.version} (sha256 {handle.sha256[:12]})"
-    return render_report(summary, ReportContext(title, model, status, total, row_link))
+    context = ReportContext(title, model, status, total, row_link, unexplained)
+    return render_report(summary, context)

@@ -12,6 +12,7 @@ restarted job explains only the rows not stored yet.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -25,11 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from explainer.audit.store import AuditStore, Job, LeaseLost
 from explainer.engine import Engine
-from explainer.explain import available_methods, check_methods, explain
+from explainer.explain import available_methods, check_methods, explain, predict
 from explainer.options import METHODS, ExplainOptions
-from explainer.render import instance_document
+from explainer.render import instance_document, prediction_document
 from explainer.targets import resolve_target
-from models.errors import ErrorItem, InvalidInput, ServiceError
+from models.errors import ErrorItem, InvalidInput, ModelOutputNotFinite, ServiceError
 from models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,20 @@ def validate(handle: ModelHandle, spec: AuditSpec, rows: Sequence[Any]) -> None:
             )
 
 
+def rehearse(handle: ModelHandle, engine: Engine, spec: AuditSpec, row: Any) -> None:
+    """Explain a data set's first row as the job will, before queuing it.
+
+    Options this model cannot use (an image baseline, a SHAP algorithm, too few
+    `max_evals`) then fail the request with their 422, instead of failing the job at its
+    first row. A row whose outputs are not finite is left for the job to record.
+    """
+    instance = handle.decode([_model_row(handle, row)])
+    methods, target = audit_methods(handle, spec), audit_target(handle, spec)
+    seed = row_seed(spec.seed, 0)
+    with contextlib.suppress(ModelOutputNotFinite):
+        explain(handle, instance, methods, target, spec.options, seed, engine, use_cache=False)
+
+
 def _shift(item: ErrorItem, offset: int) -> ErrorItem:
     loc = item.loc
     if len(loc) >= 2 and loc[0] == "instances" and isinstance(loc[1], int):
@@ -137,7 +152,13 @@ def original_values(handle: ModelHandle, values: torch.Tensor) -> dict[str, floa
 def explain_chunk(
     handle: ModelHandle, engine: Engine, spec: AuditSpec, chunk: Sequence[IndexedRow]
 ) -> list[dict[str, Any]]:
-    """One document per row: input, prediction, every method's explanation, seed, segment."""
+    """One document per row: input, prediction, every method's explanation, seed, segment.
+
+    A row whose model outputs (or gradients) are NaN or infinite, for the row itself or for
+    its perturbations, is not explained: its document holds an `error` instead of the
+    explanations, and its prediction when that is finite. Any other error fails the chunk,
+    naming the row.
+    """
     methods = audit_methods(handle, spec)
     target = audit_target(handle, spec)
     inputs = handle.decode([_model_row(handle, row) for _, row in chunk])  # (n, F)
@@ -145,24 +166,34 @@ def explain_chunk(
     for k, (index, row) in enumerate(chunk):
         seed = row_seed(spec.seed, index)
         instance = inputs[k : k + 1]
+        values = original_values(handle, inputs[k])
+        document: dict[str, Any] = {"row": index, "seed": seed, "input": values}
         try:
             result = explain(
                 handle, instance, methods, target, spec.options, seed, engine, use_cache=False
             )
+        except ModelOutputNotFinite as error:
+            document.update(unexplained_document(handle, engine, instance, error))
         except ServiceError as error:  # the job's reason must say which row to look at
             raise dataclasses.replace(error, detail=f"row {index}: {error.detail}") from error
-        values = original_values(handle, inputs[k])
-        document = {
-            "row": index,
-            "seed": seed,
-            "input": values,
-            **instance_document(handle, index, result[0]),
-        }
+        else:
+            document.update(instance_document(handle, index, result[0]))
         if spec.segment_by is not None:
             column = spec.segment_by
             document["segment"] = values[column] if column in values else row[column]
         documents.append(document)
     return documents
+
+
+def unexplained_document(
+    handle: ModelHandle, engine: Engine, instance: torch.Tensor, error: ServiceError
+) -> dict[str, Any]:
+    """Why a row was not explained (`error`), and its prediction when that is finite."""
+    document: dict[str, Any] = {}
+    with contextlib.suppress(ModelOutputNotFinite):
+        document["prediction"] = prediction_document(predict(handle, instance, engine)[0])
+    document["error"] = {"title": error.title, "detail": error.detail}
+    return document
 
 
 class ChunkExecutor(Protocol):

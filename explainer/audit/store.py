@@ -33,8 +33,10 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -56,6 +58,8 @@ jobs = Table(
     Column("status", String(16), nullable=False, index=True),
     Column("total", Integer, nullable=False),
     Column("done", Integer, nullable=False, default=0),
+    # rows done but not explained (their model outputs were not finite)
+    Column("failed", Integer, nullable=False, default=0, server_default="0"),
     Column("error", Text),
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
@@ -92,6 +96,7 @@ class Job:
     status: Status
     total: int
     done: int
+    failed: int  # rows done but not explained (their document holds an `error`)
     error: str | None
     created_at: float
     started_at: float | None
@@ -112,6 +117,7 @@ def _job(row: Any) -> Job:
         status=row.status,
         total=row.total,
         done=row.done,
+        failed=row.failed,
         error=row.error,
         created_at=row.created_at,
         started_at=row.started_at,
@@ -155,12 +161,30 @@ class AuditStore:
         self.clock = clock
 
     def create_tables(self) -> AuditStore:
-        """Create the tables if missing (safe when several processes race to do it)."""
+        """Create the tables if missing, and columns added since a database was made (safe
+        when several processes race to do it)."""
         try:
             metadata.create_all(self.engine, checkfirst=True)
         except (OperationalError, ProgrammingError):  # another process created them first
             metadata.create_all(self.engine, checkfirst=True)
+        self._add_missing_columns()
         return self
+
+    def _add_missing_columns(self) -> None:
+        """Add the `failed` column to a jobs table from before it existed (zero for old jobs)."""
+        if self._has_failed_column():
+            return
+        statement = text(f"ALTER TABLE {jobs.name} ADD COLUMN failed INTEGER NOT NULL DEFAULT 0")
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement)
+        except (OperationalError, ProgrammingError):  # another process added it first
+            if not self._has_failed_column():
+                raise
+
+    def _has_failed_column(self) -> bool:
+        columns = inspect(self.engine).get_columns(jobs.name)
+        return any(column["name"] == "failed" for column in columns)
 
     # ---- submitting and reading ----
 
@@ -185,6 +209,7 @@ class AuditStore:
             "status": "queued",
             "total": len(rows),
             "done": 0,
+            "failed": 0,
             "created_at": self.clock(),
             "compute_s": 0.0,
             "idempotency_key": idempotency_key,
@@ -306,6 +331,7 @@ class AuditStore:
             .where(self._held(job_id, worker))
             .values(
                 done=jobs.c.done + len(documents),
+                failed=jobs.c.failed + sum("error" in document for document in documents),
                 compute_s=jobs.c.compute_s + compute_s,
                 lease_expires=self.clock() + self.lease_s,
             )

@@ -18,6 +18,7 @@ from explainer.render.document import (
     instance_document,
     library_versions,
     model_reference,
+    prediction_document,
     provenance,
 )
 from explainer.render.heatmap import COLOUR_BAR_HEIGHT, MIN_MAP_SIDE, heatmap_png, heatmap_size
@@ -37,6 +38,7 @@ __all__ = [
     "instance_document",
     "library_versions",
     "model_reference",
+    "prediction_document",
     "provenance",
     "reason_codes",
 ]

@@ -15,7 +15,7 @@ import numpy as np
 
 from explainer.options import ALL_METHODS, ExplainOptions
 from explainer.render.reasons import reason_codes
-from explainer.result import Explanation, InstanceExplanation
+from explainer.result import Explanation, InstanceExplanation, Prediction
 from models.handle import ModelHandle
 
 # (instance index, method) -> URL of its heatmap PNG
@@ -71,6 +71,15 @@ def method_document(name: str, explanation: Explanation) -> dict[str, Any]:
     return out
 
 
+def prediction_document(prediction: Prediction) -> dict[str, Any]:
+    """The predicted class and every class's probability."""
+    return {
+        "label": prediction.label,
+        "index": prediction.index,
+        "probabilities": [_number(p) for p in prediction.probabilities],
+    }
+
+
 def instance_document(
     handle: ModelHandle,
     index: int,
@@ -88,11 +97,7 @@ def instance_document(
         if heatmap_url is not None:
             methods[name]["heatmap_url"] = heatmap_url(index, name)
     out: dict[str, Any] = {
-        "prediction": {
-            "label": result.prediction.label,
-            "index": result.prediction.index,
-            "probabilities": [_number(p) for p in result.prediction.probabilities],
-        },
+        "prediction": prediction_document(result.prediction),
         "target": {"label": result.target.label, "index": result.target.index},
         "score": _number(result.score),
         "methods": methods,

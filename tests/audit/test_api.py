@@ -62,7 +62,7 @@ def test_two_thousand_rows(make_app: AppFactory) -> None:
     seen = wait_for(client, location, timeout_s=170)
     final = seen[-1]
     assert final["status"] == "completed", final
-    assert final["progress"] == {"done": 2000, "total": 2000, "fraction": 1.0}
+    assert final["progress"] == {"done": 2000, "total": 2000, "fraction": 1.0, "failed": 0}
     progress = [s["progress"]["done"] for s in seen]
     assert progress == sorted(progress)
     assert len({p for p in progress if 0 < p < 2000}) >= 3, progress  # updates along the way
@@ -174,6 +174,25 @@ BAD_REQUESTS = [
         {"model": MODEL, "instances": credit_rows(1), "options": {"lime": {"num_samples": 10**4}}},
         422,
         ["options", "lime", "num_samples"],
+    ),
+    # Refused when the first row is rehearsed, instead of failing the queued job.
+    (
+        {
+            "model": MODEL,
+            "instances": credit_rows(1),
+            "options": {"integrated_gradients": {"baseline": "blur"}},
+        },
+        422,
+        ["options", "integrated_gradients", "baseline"],
+    ),
+    (
+        {
+            "model": MODEL,
+            "instances": credit_rows(1),
+            "options": {"shap": {"algorithm": "partition"}},
+        },
+        422,
+        ["options", "shap", "algorithm"],
     ),
 ]
 

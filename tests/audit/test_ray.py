@@ -14,10 +14,11 @@ from explainer import Engine
 from explainer.audit import AuditSpec, AuditStore, LocalExecutor, run_job
 from explainer.audit.ray_engine import RayExecutor
 from explainer.cli import main
-from models import ModelHandle
+from models import ModelHandle, ModelRepository
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
-from tests.audit.test_runner import unstable_rows, without_timings
-from tests.helpers import UNSTABLE, NanAboveThree, write_unstable_model
+from tests.audit.test_runner import without_timings
+from tests.audit.test_unexplained_rows import SPEC, banded_rows, write_banded_model
+from tests.helpers import UNSTABLE
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -71,15 +72,35 @@ def test_ray_results_equal_local_results(
     assert without_timings([json.loads(line) for line in lines]) == without_timings(local)
 
 
-def test_a_failing_row_on_ray_gives_the_actors_reason_not_rays_traceback(
+def test_rows_not_explained_come_back_from_the_actors_as_recorded_locally(
     local_ray: None, tmp_path: Path
 ) -> None:
-    write_unstable_model(tmp_path / "repo", NanAboveThree())
+    repo = write_banded_model(tmp_path / "repo")
+    handle = ModelRepository(repo).load("cpu").get(UNSTABLE)
+    rows = banded_rows()
+    stores = [AuditStore(f"sqlite:///{tmp_path / name}").create_tables() for name in "lr"]
+    executors = [
+        LocalExecutor(handle, Engine("cpu", chunk_size=256, cache_entries=0)),
+        RayExecutor(repo, UNSTABLE, actors=1, chunk_size=256),
+    ]
+    results = []
+    for store, execute in zip(stores, executors, strict=True):
+        job, _ = store.submit("me", UNSTABLE, SPEC.model_dump(mode="json"), rows)
+        finished = run_job(store, store.claim_next("w"), "w", execute)
+        assert (finished.status, finished.failed) == ("completed", 2), finished.error
+        results.append(without_timings(list(store.results(job.id))))
+    assert results[1] == results[0]
+    assert [("error" in d) for d in results[1]] == [False, True, False, True, False]
+
+
+def test_a_failing_row_on_ray_gives_the_actors_reason_not_rays_traceback(
+    local_ray: None, credit_repo: Path, tmp_path: Path
+) -> None:
     store = AuditStore(f"sqlite:///{tmp_path / 'u.db'}").create_tables()
-    spec = AuditSpec(model=UNSTABLE, methods=["saliency"], chunk_size=2)
-    store.submit("me", UNSTABLE, spec.model_dump(mode="json"), unstable_rows())
-    execute = RayExecutor(tmp_path / "repo", UNSTABLE, actors=1, chunk_size=256)
+    options = {"integrated_gradients": {"baseline": "blur"}}  # `rehearse` refuses it first
+    spec = AuditSpec(model=MODEL, methods=["integrated_gradients"], options=options)
+    store.submit("me", MODEL, spec.model_dump(mode="json"), credit_rows(3))
+    execute = RayExecutor(credit_repo, MODEL, actors=1, chunk_size=256)
     failed = run_job(store, store.claim_next("w"), "w", execute)
     assert failed.status == "failed"
-    assert (failed.error or "").startswith("ModelOutputNotFinite: row 3: the model returned")
-    assert "Traceback" not in (failed.error or "")
+    assert failed.error == "InvalidInput: row 0: baseline 'blur' is for image models"

@@ -11,9 +11,8 @@ import pytest
 from explainer import Engine
 from explainer.audit import AuditSpec, AuditStore, LocalExecutor, explain_chunk, row_seed, run_job
 from explainer.audit.runner import IndexedRow
-from models import ModelHandle, ModelRepository
+from models import ModelHandle
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
-from tests.helpers import UNSTABLE, NanAboveThree, write_unstable_model
 
 
 def without_timings(documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,21 +96,13 @@ def test_an_error_fails_the_job_with_its_reason(
     assert "missing feature" in (failed.error or "") or "match" in (failed.error or "")
 
 
-def unstable_rows() -> list[dict[str, float]]:
-    """Five rows for the "unstable" model; row 3 sums to 4, so its prediction is NaN."""
-    rows = [{"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.1}] * 5
-    rows[3] = {"a": 2.0, "b": 2.0, "c": 0.0, "d": 0.0}
-    return rows
-
-
-def test_a_row_with_non_finite_outputs_fails_the_job_naming_the_row(
-    engine: Engine, tmp_path: Path
+def test_an_error_that_is_not_the_rows_own_fails_the_job_naming_the_row(
+    credit: ModelHandle, engine: Engine, tmp_path: Path
 ) -> None:
-    write_unstable_model(tmp_path / "repo", NanAboveThree())
-    handle = ModelRepository(tmp_path / "repo").load("cpu").get(UNSTABLE)
     store = AuditStore(f"sqlite:///{tmp_path / 'c.db'}").create_tables()
-    spec = AuditSpec(model=UNSTABLE, methods=["saliency"], chunk_size=2)
-    store.submit("me", UNSTABLE, spec.model_dump(mode="json"), unstable_rows())
-    failed = run_job(store, store.claim_next("w"), "w", LocalExecutor(handle, engine))
-    assert failed.status == "failed" and failed.done == 2  # the first chunk is kept
-    assert (failed.error or "").startswith("ModelOutputNotFinite: row 3: the model returned")
+    options = {"integrated_gradients": {"baseline": "blur"}}  # `rehearse` refuses it first
+    spec = AuditSpec(model=MODEL, methods=["integrated_gradients"], options=options)
+    store.submit("me", MODEL, spec.model_dump(mode="json"), credit_rows(3))
+    failed = run_job(store, store.claim_next("w"), "w", LocalExecutor(credit, engine))
+    assert failed.status == "failed" and failed.done == 0
+    assert failed.error == "InvalidInput: row 0: baseline 'blur' is for image models"

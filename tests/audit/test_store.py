@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from explainer.audit import AuditStore, LeaseLost
 from models.errors import NotFound
@@ -72,6 +72,28 @@ def test_checkpoint_stores_rows_and_progress_together(store: AuditStore) -> None
     assert store.get(job.id).done == 2  # ... and the failed chunk left no progress behind
     assert store.stored_rows(job.id) == {0, 1}
     assert [d["row"] for d in store.results(job.id)] == [0, 1]
+
+
+def test_checkpoint_counts_the_rows_not_explained(store: AuditStore) -> None:
+    job, _ = submit(store)
+    store.claim_next("w1")
+    unexplained = {"row": 1, "error": {"title": "Model output not finite", "detail": "NaN"}}
+    store.checkpoint(job.id, "w1", [document(0), unexplained], compute_s=0.5)
+    store.checkpoint(job.id, "w1", [document(2)], compute_s=0.5)
+    assert (store.get(job.id).done, store.get(job.id).failed) == (3, 1)
+
+
+def test_a_database_from_before_the_failed_column_gets_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = AuditStore(url).create_tables()
+    job, _ = submit(old)
+    with old.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE audit_jobs DROP COLUMN failed")
+    with pytest.raises(OperationalError):  # what reading it did before the migration
+        old.get(job.id)
+    store = AuditStore(url).create_tables()
+    assert store.get(job.id).failed == 0
+    assert AuditStore(url).create_tables().get(job.id) == store.get(job.id)  # idempotent
 
 
 def test_a_dead_workers_job_is_claimed_after_its_lease(store: AuditStore, clock: Clock) -> None:
