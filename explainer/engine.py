@@ -28,7 +28,7 @@ from explainer import memory
 from explainer.cache import LruCache
 from explainer.cancellation import raise_if_cancelled
 from explainer.inference_copy import inference_copy
-from models.errors import DeviceOutOfMemory, ModelOutputNotFinite
+from models.errors import DeviceOutOfMemory, ErrorItem, ModelOutputNotFinite
 from models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -282,11 +282,14 @@ class Engine:
             del self.chunk_ceilings[key]
         log.info("model chunk raised back to %d", raised)
 
-    def evaluate_source(self, handle: ModelHandle, total: int, source: ChunkSource) -> torch.Tensor:
+    def evaluate_source(
+        self, handle: ModelHandle, total: int, source: ChunkSource, instances: bool = False
+    ) -> torch.Tensor:
         """Raw outputs for `total` rows built chunk by chunk by `source`, inference mode.
 
         Raises `ModelOutputNotFinite` when any output is NaN or infinite: shap would carry
-        it into every attribution and scikit-learn (LIME, the tree) refuses it.
+        it into every attribution and scikit-learn (LIME, the tree) refuses it. When the
+        rows are a request's `instances`, the error names each one whose output it is.
         """
 
         def run(chunk: int) -> torch.Tensor:
@@ -300,19 +303,15 @@ class Engine:
             return torch.cat(parts) if parts else torch.empty(0, handle.spec.num_classes)
 
         outputs = self.with_backoff(handle, run)
-        finite = torch.isfinite(outputs).all(dim=1)
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
-            raise ModelOutputNotFinite(
-                f"the model returned NaN or infinite outputs for {bad} of the {total} rows it"
-                " was given (the instances or their perturbations); explanations need finite"
-                " outputs"
-            )
+        refuse_non_finite(outputs, instances)
         return outputs
 
-    def evaluate(self, handle: ModelHandle, x: torch.Tensor) -> torch.Tensor:
-        """Raw outputs `(N, classes)` of an input-space batch, chunked, inference mode."""
-        return self.evaluate_source(handle, len(x), lambda start, stop: x[start:stop])
+    def evaluate(
+        self, handle: ModelHandle, x: torch.Tensor, instances: bool = False
+    ) -> torch.Tensor:
+        """Raw outputs `(N, classes)` of an input-space batch, chunked, inference mode
+        (`instances`: the rows are a request's instances, see `evaluate_source`)."""
+        return self.evaluate_source(handle, len(x), lambda start, stop: x[start:stop], instances)
 
     def evaluate_numpy(self, handle: ModelHandle, rows: np.ndarray) -> np.ndarray:
         """Raw outputs of a numpy batch already in the model's input layout."""
@@ -320,3 +319,22 @@ class Engine:
         if self.device.type == "cuda":
             tensor = tensor.pin_memory()
         return self.evaluate(handle, tensor).cpu().numpy()
+
+
+def refuse_non_finite(outputs: torch.Tensor, instances: bool) -> None:
+    """Raise `ModelOutputNotFinite` if a row of `outputs` holds NaN or an infinity."""
+    finite = torch.isfinite(outputs).all(dim=1)
+    if bool(finite.all()):
+        return
+    bad = torch.nonzero(~finite).flatten().tolist()
+    if instances:
+        raise ModelOutputNotFinite(
+            f"the model returned NaN or infinite outputs for {len(bad)} of the {len(outputs)}"
+            " instances; explanations need finite outputs",
+            [ErrorItem(("instances", i), "the model's output is NaN or infinite") for i in bad],
+        )
+    raise ModelOutputNotFinite(
+        f"the model returned NaN or infinite outputs for {len(bad)} of the {len(outputs)} rows"
+        " it was given (perturbed instances or background rows); explanations need finite"
+        " outputs"
+    )

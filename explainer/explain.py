@@ -62,7 +62,7 @@ def check_methods(handle: ModelHandle, methods: Sequence[str]) -> list[str]:
 
 def predict(handle: ModelHandle, inputs: torch.Tensor, engine: Engine) -> list[Prediction]:
     """Predictions for an input-space batch."""
-    return predictions_from_outputs(handle, engine.evaluate(handle, inputs))
+    return predictions_from_outputs(handle, engine.evaluate(handle, inputs, instances=True))
 
 
 def explain(
@@ -85,7 +85,7 @@ def explain(
     resolved = resolve_target(handle, target)
     options = options or ExplainOptions()
     with engine.lock:
-        outputs = engine.evaluate(handle, inputs)
+        outputs = engine.evaluate(handle, inputs, instances=True)
         predictions = predictions_from_outputs(handle, outputs)
         targets = target_indices(predictions, resolved)
         rows = torch.arange(len(targets))
@@ -116,24 +116,28 @@ def explain(
                 seed=seed,
             )
             for name in names:
-                for index, explanation in zip(missing, _timed(name, ctx), strict=True):
+                for index, explanation in zip(missing, _timed(name, ctx, missing), strict=True):
                     results[index].methods[name] = explanation
                     if use_cache:
                         engine.explanations.put(keys[index][name], explanation)
     return results
 
 
-def _timed(name: str, ctx: MethodContext) -> list[Explanation]:
-    """Run one method on the context; each result gets its share of the time.
+def _timed(name: str, ctx: MethodContext, instances: Sequence[int]) -> list[Explanation]:
+    """Run one method on the context (whose rows are the request's `instances`); each result
+    gets its share of the time.
 
-    Raises `ModelOutputNotFinite` for a result with a NaN or infinite number in it.
+    Raises `ModelOutputNotFinite`, naming the instances, for results with a NaN or infinite
+    number in them.
     """
     started = time.perf_counter()
     explanations = REGISTRY[name](ctx)
-    if not all(explanation.is_finite() for explanation in explanations):
+    bad = [i for i, e in zip(instances, explanations, strict=True) if not e.is_finite()]
+    if bad:
         raise ModelOutputNotFinite(
             f"the {name} explanation is not finite: the model's outputs or gradients are NaN"
-            " or infinite for this input"
+            " or infinite for this input",
+            [ErrorItem(("instances", i), f"the {name} explanation is not finite") for i in bad],
         )
     per_instance_ms = (time.perf_counter() - started) * 1000 / len(explanations)
     for explanation in explanations:

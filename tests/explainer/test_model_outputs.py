@@ -51,17 +51,23 @@ def test_methods_whose_evaluations_stay_finite_still_run(tmp_path: Path) -> None
     assert all(result[0].methods[name].is_finite() for name in methods)
 
 
-def test_a_nan_prediction_is_refused_before_any_method(tmp_path: Path) -> None:
+def test_a_nan_prediction_is_refused_before_any_method_naming_the_instance(
+    tmp_path: Path,
+) -> None:
     handle = _handle(tmp_path, NanAboveThree())
-    with pytest.raises(ModelOutputNotFinite, match="for 1 of the 1 rows"):
-        explain(handle, torch.full((1, 4), 2.0), ["saliency"], engine=Engine("cpu"))
+    inputs = torch.cat([INSTANCE, torch.full((1, 4), 2.0)])
+    with pytest.raises(ModelOutputNotFinite, match="for 1 of the 2 instances") as raised:
+        explain(handle, inputs, ["saliency"], engine=Engine("cpu"))
+    assert [item.loc for item in raised.value.errors] == [("instances", 1)]
 
 
 def test_infinite_gradients_are_refused(tmp_path: Path) -> None:
     handle = _handle(tmp_path, SquareRoot())
     engine = Engine("cpu", cache_entries=0)
-    with pytest.raises(ModelOutputNotFinite, match="the saliency explanation is not finite"):
-        explain(handle, torch.tensor([[0.0, 1.0, 4.0, 9.0]]), ["saliency"], engine=engine)
+    inputs = torch.tensor([[1.0, 1.0, 4.0, 9.0], [0.0, 1.0, 4.0, 9.0]])
+    with pytest.raises(ModelOutputNotFinite, match="the saliency explanation is not finite") as e:
+        explain(handle, inputs, ["saliency"], engine=engine)
+    assert [item.loc for item in e.value.errors] == [("instances", 1)]
     finite = explain(handle, torch.tensor([[1.0, 1.0, 4.0, 9.0]]), ["saliency"], engine=engine)
     assert finite[0].methods["saliency"].is_finite()
 
