@@ -290,4 +290,12 @@ def run_job(
             store.finish(job.id, worker, "failed", f"{type(exc).__name__}: {exc}")
             return store.get(job.id)
     store.finish(job.id, worker)
-    return store.get(job.id)
+    finished = store.get(job.id)
+    if finished.failed:
+        log.warning(
+            "audit %s: %d of %d rows not explained (model outputs not finite)",
+            job.id,
+            finished.failed,
+            finished.total,
+        )
+    return finished

@@ -150,7 +150,7 @@ def test_a_report_with_no_explained_row_has_the_summary_and_the_reasons(
 
 
 def test_the_command_line_completes_and_says_how_many_rows_were_not_explained(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     repo = write_banded_model(tmp_path / "repo")
     data = tmp_path / "rows.csv"
@@ -160,6 +160,7 @@ def test_the_command_line_completes_and_says_how_many_rows_were_not_explained(
     argv += ["--methods", "saliency", "integrated_gradients", "--options", json.dumps(OPTIONS)]
     assert main(argv) == 0
     assert "2 of 5 rows not explained" in capsys.readouterr().err
+    assert "2 of 5 rows not explained (model outputs not finite)" in caplog.text  # operators
     frame = pd.read_csv(out / "results.csv")
     assert frame["error"].notna().tolist() == [False, True, False, True, False]
     assert '<section id="unexplained">' in (out / "report.html").read_text()
