@@ -114,7 +114,16 @@ class AuditSummary:
         """(N,) mean Spearman correlation over method pairs (NaN without pairs)."""
         if not self.agreement:
             return np.full(len(self.rows), np.nan)
-        return np.nanmean(np.stack(list(self.agreement.values())), axis=0)
+        return nan_mean(np.stack(list(self.agreement.values())))
+
+
+def nan_mean(values: np.ndarray) -> np.ndarray:
+    """The mean over axis 0 of the finite values; NaN, without numpy's warning, where there
+    are none (rows whose method pairs all have constant attributions, say)."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=0)
+    sums = np.where(finite, values, 0.0).sum(axis=0)
+    return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
 
 
 def _toward_adverse(
@@ -171,9 +180,7 @@ def _disparity(
                 count=int(mask.sum()),
                 mean_adverse_probability=float(summary.probabilities[mask, scored].mean()),
                 adverse_rate=float((summary.predicted[mask] == scored).mean()),
-                mean_attribution={
-                    m: np.nanmean(a[mask], axis=0) for m, a in summary.attributions.items()
-                },
+                mean_attribution={m: nan_mean(a[mask]) for m, a in summary.attributions.items()},
             )
         )
     by_probability = sorted(segments, key=lambda s: s.mean_adverse_probability)
@@ -271,10 +278,10 @@ def summarise(
         predicted=np.asarray([d["prediction"]["index"] for d in documents]),
         quality=quality,
     )
-    summary.importance = {m: np.nanmean(np.abs(a), axis=0) for m, a in attributions.items()}
+    summary.importance = {m: nan_mean(np.abs(a)) for m, a in attributions.items()}
     summary.importance_by_class = {
         m: {
-            classes[c]: np.nanmean(np.abs(a[summary.predicted == c]), axis=0)
+            classes[c]: nan_mean(np.abs(a[summary.predicted == c]))
             for c in range(len(classes))
             if (summary.predicted == c).any()
         }

@@ -7,6 +7,7 @@ section, its plots real images. Acceptance 5: the documented group effect on `ag
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from playwright.sync_api import Browser
 
 from explainer import Engine
 from explainer.audit import AuditSpec, AuditSummary, audit_report, explain_chunk, summarise
+from explainer.audit.aggregate import nan_mean
 from models import ModelHandle
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
 
@@ -74,6 +76,14 @@ def test_disparity_shows_the_documented_age_band_effect(
     assert pushes["18-25"] > 0.2
     assert pushes["18-25"] == max(pushes.values())
     assert disparity.largest_gaps(summary.features, 1)[0][0] == "age_band"
+
+
+def test_nan_mean_is_quiet_where_no_value_is_finite() -> None:
+    values = np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's nanmean warns "Mean of empty slice" here
+        mean = nan_mean(values)
+    assert mean[0] == 2.0 and np.isnan(mean[1])
 
 
 def test_summary_numbers(summary: AuditSummary) -> None:
