@@ -25,6 +25,8 @@ from explainer.audit import (
 from explainer.audit.io import export
 from explainer.cli import main
 from models import ModelHandle, ModelRepository
+from tests.api.conftest import app_factory
+from tests.audit.test_api import wait_for
 from tests.audit.test_runner import without_timings
 from tests.helpers import UNSTABLE, NanBetweenOneAndTwo, write_unstable_model
 
@@ -164,3 +166,20 @@ def test_the_command_line_completes_and_says_how_many_rows_were_not_explained(
     frame = pd.read_csv(out / "results.csv")
     assert frame["error"].notna().tolist() == [False, True, False, True, False]
     assert '<section id="unexplained">' in (out / "report.html").read_text()
+
+
+def test_over_http_the_status_counts_them_and_the_results_and_report_show_them(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    client = app_factory(write_banded_model(tmp_path / "repo"), tmp_path_factory)().test_client()
+    body = {"instances": banded_rows(), **SPEC.model_dump(mode="json")}
+    response = client.post("/v1/audits", json=body)
+    assert response.status_code == 202, response.get_json()
+    final = wait_for(client, response.headers["Location"], timeout_s=60)[-1]
+    assert final["status"] == "completed" and final["error"] is None
+    assert final["progress"] == {"done": 5, "total": 5, "fraction": 1.0, "failed": 2}
+    results = client.get(final["links"]["results"], query_string={"format": "csv"})
+    frame = pd.read_csv(io.BytesIO(results.get_data()))
+    assert frame["error"].notna().tolist() == [False, True, False, True, False]
+    report = client.get(final["links"]["report"]).get_data(as_text=True)
+    assert f'href="{final["links"]["results"]}?row=3"' in report
