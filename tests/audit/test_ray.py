@@ -16,7 +16,7 @@ from explainer.audit.ray_engine import RayExecutor
 from explainer.cli import main
 from models import ModelHandle, ModelRepository
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
-from tests.audit.test_runner import without_timings
+from tests.audit.test_runner import queue_unusable_options, without_timings
 from tests.audit.test_unexplained_rows import SPEC, banded_rows, write_banded_model
 from tests.helpers import UNSTABLE
 
@@ -96,10 +96,7 @@ def test_rows_not_explained_come_back_from_the_actors_as_recorded_locally(
 def test_a_failing_row_on_ray_gives_the_actors_reason_not_rays_traceback(
     local_ray: None, credit_repo: Path, tmp_path: Path
 ) -> None:
-    store = AuditStore(f"sqlite:///{tmp_path / 'u.db'}").create_tables()
-    options = {"integrated_gradients": {"baseline": "blur"}}  # `rehearse` refuses it first
-    spec = AuditSpec(model=MODEL, methods=["integrated_gradients"], options=options)
-    store.submit("me", MODEL, spec.model_dump(mode="json"), credit_rows(3))
+    store = queue_unusable_options(tmp_path / "u.db")
     execute = RayExecutor(credit_repo, MODEL, actors=1, chunk_size=256)
     failed = run_job(store, store.claim_next("w"), "w", execute)
     assert failed.status == "failed"

@@ -96,13 +96,20 @@ def test_an_error_fails_the_job_with_its_reason(
     assert "missing feature" in (failed.error or "") or "match" in (failed.error or "")
 
 
+def queue_unusable_options(path: Path) -> AuditStore:
+    """A store holding a credit-risk job whose IG baseline is for images only: it fails at
+    row 0 (`rehearse` would have refused it at submission)."""
+    store = AuditStore(f"sqlite:///{path}").create_tables()
+    options = {"integrated_gradients": {"baseline": "blur"}}
+    spec = AuditSpec(model=MODEL, methods=["integrated_gradients"], options=options)
+    store.submit("me", MODEL, spec.model_dump(mode="json"), credit_rows(3))
+    return store
+
+
 def test_an_error_that_is_not_the_rows_own_fails_the_job_naming_the_row(
     credit: ModelHandle, engine: Engine, tmp_path: Path
 ) -> None:
-    store = AuditStore(f"sqlite:///{tmp_path / 'c.db'}").create_tables()
-    options = {"integrated_gradients": {"baseline": "blur"}}  # `rehearse` refuses it first
-    spec = AuditSpec(model=MODEL, methods=["integrated_gradients"], options=options)
-    store.submit("me", MODEL, spec.model_dump(mode="json"), credit_rows(3))
+    store = queue_unusable_options(tmp_path / "c.db")
     failed = run_job(store, store.claim_next("w"), "w", LocalExecutor(credit, engine))
     assert failed.status == "failed" and failed.done == 0
     assert failed.error == "InvalidInput: row 0: baseline 'blur' is for image models"
