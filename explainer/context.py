@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -11,7 +13,7 @@ import torch
 from explainer.engine import Engine
 from explainer.options import ExplainOptions
 from explainer.result import UNITS_SCORE
-from models.errors import InvalidInput
+from models.errors import ErrorItem, InvalidInput, ModelOutputNotFinite
 from models.handle import ModelHandle
 
 
@@ -54,6 +56,26 @@ class MethodContext:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model as captum sees it: input space -> raw outputs, through the engine."""
         return self.engine.forward(self.handle, x)
+
+
+@contextlib.contextmanager
+def perturbing(index: int) -> Iterator[None]:
+    """Work on the context's instance `index` alone: when the model's outputs for the samples
+    built around it are NaN or infinite, the error names it (`["instances", index]`).
+
+    It is the first instance where that happened; the ones after it were not tried.
+    """
+    try:
+        yield
+    except ModelOutputNotFinite as error:
+        if error.errors:
+            raise
+        item = ErrorItem(
+            ("instances", index),
+            "the model's outputs for samples perturbed around this instance are NaN or"
+            " infinite (later instances were not tried)",
+        )
+        raise ModelOutputNotFinite(error.detail, [item]) from None
 
 
 def to_map(attributions: torch.Tensor, is_image: bool) -> list[np.ndarray]:

@@ -128,10 +128,14 @@ def _timed(name: str, ctx: MethodContext, instances: Sequence[int]) -> list[Expl
     gets its share of the time.
 
     Raises `ModelOutputNotFinite`, naming the instances, for results with a NaN or infinite
-    number in them.
+    number in them, and names the request's instance in one raised by the method.
     """
     started = time.perf_counter()
-    explanations = REGISTRY[name](ctx)
+    try:
+        explanations = REGISTRY[name](ctx)
+    except ModelOutputNotFinite as error:  # instances as the context numbers them
+        items = [_in_request(item, instances) for item in error.errors]
+        raise ModelOutputNotFinite(error.detail, items) from None
     bad = [i for i, e in zip(instances, explanations, strict=True) if not e.is_finite()]
     if bad:
         raise ModelOutputNotFinite(
@@ -143,6 +147,14 @@ def _timed(name: str, ctx: MethodContext, instances: Sequence[int]) -> list[Expl
     for explanation in explanations:
         explanation.timing_ms = per_instance_ms
     return explanations
+
+
+def _in_request(item: ErrorItem, instances: Sequence[int]) -> ErrorItem:
+    """An error item about the context's instance k, about the request's `instances[k]`."""
+    loc = item.loc
+    if len(loc) >= 2 and loc[0] == "instances" and isinstance(loc[1], int):
+        return ErrorItem(("instances", instances[loc[1]], *loc[2:]), item.msg)
+    return item
 
 
 def _row_digests(inputs: torch.Tensor) -> list[str]:

@@ -28,7 +28,7 @@ from lime.lime_image import LimeImageExplainer
 from lime.lime_tabular import LimeTabularExplainer
 
 from explainer.cache import array_digest
-from explainer.context import MethodContext
+from explainer.context import MethodContext, perturbing
 from explainer.methods.blend import shown_or_hidden
 from explainer.methods.lime_discretizer import RecallingQuartileDiscretizer
 from explainer.segmentation import segment_image
@@ -52,12 +52,15 @@ class Neighbourhood:
 def neighbourhoods(ctx: MethodContext) -> list[Neighbourhood]:
     """One neighbourhood per instance, computed once per request and shared."""
     cached = ctx.shared.get("neighbourhoods")
-    if cached is None:
-        build = _image_neighbourhood if ctx.is_image else _tabular_neighbourhood
-        with without_sklearn_checks():
-            cached = [build(ctx, index, target) for index, target in enumerate(ctx.targets)]
-        ctx.shared["neighbourhoods"] = cached
-    return cached  # type: ignore[return-value]
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    build = _image_neighbourhood if ctx.is_image else _tabular_neighbourhood
+    hoods = []
+    for index, target in enumerate(ctx.targets):
+        with without_sklearn_checks(), perturbing(index):
+            hoods.append(build(ctx, index, target))
+    ctx.shared["neighbourhoods"] = hoods
+    return hoods
 
 
 def without_sklearn_checks() -> AbstractContextManager[None]:

@@ -19,13 +19,14 @@ built, so a kept one is re-seeded the same way before each instance.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import shap
 import torch
 
 from explainer.cache import array_digest
-from explainer.context import MethodContext
+from explainer.context import MethodContext, perturbing
 from explainer.engine import Engine
 from explainer.methods.shap_partition import BlurOnceImageMasker, partition_explainer
 from explainer.result import Explanation
@@ -46,11 +47,10 @@ def shap_values(ctx: MethodContext) -> list[Explanation]:
     if algorithm == "gradient":
         return _gradient(ctx)
     results = []
+    explain_one = _image_partition if ctx.is_image else partial(_tabular, algorithm=algorithm)
     for index, target in enumerate(ctx.targets):
-        if ctx.is_image:
-            values, base = _image_partition(ctx, index, target)
-        else:
-            values, base = _tabular(ctx, index, target, algorithm)
+        with perturbing(index):
+            values, base = explain_one(ctx, index, target)
         results.append(_explanation(ctx, index, values, base))
     return results
 

@@ -38,8 +38,34 @@ def test_nan_outputs_on_perturbations_are_refused(tmp_path: Path, method: str) -
     assert torch.isfinite(handle.forward(INSTANCE)).all()
     # The background, and so shap's masked rows and lime's samples, hold rows summing to
     # more than 3.
-    with pytest.raises(ModelOutputNotFinite, match="NaN or infinite outputs for"):
+    with pytest.raises(ModelOutputNotFinite, match="NaN or infinite outputs for") as raised:
         explain(handle, INSTANCE, [method], engine=Engine("cpu", cache_entries=0))
+    # The instance whose perturbed samples broke is named.
+    assert [item.loc for item in raised.value.errors] == [("instances", 0)]
+    assert "later instances were not tried" in raised.value.errors[0].msg
+
+
+class NanWhereFirstIsHighAlone(torch.nn.Module):
+    """Logits [0, sum(x)], NaN where x0 > 3.5 but x1 < 3.5. The background (standard
+    normal: x0 and x1 at most 1.9) never gets there, so only an instance with a high
+    x0, mixed with background values of x1, does: shap's masked rows of [4, 4, 0, 0]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.sum(dim=1)
+        alone = (x[:, 0] > 3.5) & (x[:, 1] < 3.5)
+        total = torch.where(alone, torch.full_like(total, float("nan")), total)
+        return torch.stack([torch.zeros_like(total), total], dim=1)
+
+
+def test_the_instance_whose_perturbations_broke_is_named_in_the_request(tmp_path: Path) -> None:
+    handle = _handle(tmp_path, NanWhereFirstIsHighAlone())
+    engine = Engine("cpu")
+    calm, high = torch.zeros(1, 4), torch.tensor([[4.0, 4.0, 0.0, 0.0]])
+    assert torch.isfinite(handle.forward(torch.cat([calm, high]))).all()
+    explain(handle, calm, ["shap"], engine=engine)  # cached: the next request explains `high` alone
+    with pytest.raises(ModelOutputNotFinite, match="NaN or infinite outputs for") as raised:
+        explain(handle, torch.cat([calm, high, calm]), ["shap"], engine=engine)
+    assert [item.loc for item in raised.value.errors] == [("instances", 1)]
 
 
 def test_methods_whose_evaluations_stay_finite_still_run(tmp_path: Path) -> None:
