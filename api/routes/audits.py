@@ -200,6 +200,15 @@ def _own_job(id_: str) -> tuple[Runtime, AuditStore, Job]:
     return state, store, store.get(id_, _owner())
 
 
+def _idempotency_key() -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not 0 < len(key) <= 128:
+        raise InvalidInput(
+            "bad idempotency key", [ErrorItem((IDEMPOTENCY_HEADER,), "1 to 128 characters")]
+        )
+    return key
+
+
 # ---- routes ----
 
 
@@ -207,7 +216,8 @@ def _own_job(id_: str) -> tuple[Runtime, AuditStore, Job]:
     "/v1/audits",
     summary="Queue an audit of a data set (JSON instances or an uploaded file)",
     description="Returns 202 with the job and its `Location`. An `Idempotency-Key` header makes "
-    "a retried POST return the caller's existing job.",
+    "a retried POST (the same request) return the caller's existing job; a different request "
+    "with a key already used is a 422.",
     responses={202: AuditOut, **problem_responses(bp, 400, 401, 404, 413, 415, 422, 503)},
     openapi_extensions=request_body(bp, AuditRequest, AuditMultipart),
 )
@@ -218,15 +228,19 @@ def create_audit() -> Response:
     limits = replace(model_limits(state.config, handle), max_instances=MAX_ROWS)
     check_limits(limits, len(rows), spec.options)
     validate(handle, spec, rows)
-    with state.slot():
-        rehearse(handle, engine, spec, rows[0])
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not 0 < len(key) <= 128:
-        raise InvalidInput(
-            "bad idempotency key", [ErrorItem((IDEMPOTENCY_HEADER,), "1 to 128 characters")]
-        )
+    key = _idempotency_key()
     store = _store(current_app, state)
-    job, _ = store.submit(_owner(), handle.name, spec.model_dump(mode="json"), rows, key)
+    submitted = spec.model_dump(mode="json")
+    job = store.by_key(_owner(), key) if key is not None else None
+    if job is None:
+        with state.slot():
+            rehearse(handle, engine, spec, rows[0])
+        job, _ = store.submit(_owner(), handle.name, submitted, rows, key)
+    elif not store.submitted_as(job, submitted, rows):
+        raise InvalidInput(
+            "this Idempotency-Key was used for a different audit request",
+            [ErrorItem((IDEMPOTENCY_HEADER,), "already used with another request body")],
+        )
     response = jsonify(_document(job))
     response.status_code = 202
     response.headers["Location"] = url_for("audits.get_audit", id=job.id)

@@ -198,7 +198,7 @@ class AuditStore:
     ) -> tuple[Job, bool]:
         """Queue a job; `(job, created)`. An owner's repeated idempotency key returns its job."""
         if idempotency_key is not None:
-            existing = self._by_key(owner, idempotency_key)
+            existing = self.by_key(owner, idempotency_key)
             if existing is not None:
                 return existing, False
         id_ = secrets.token_hex(16)
@@ -220,17 +220,23 @@ class AuditStore:
             with self.engine.begin() as connection:
                 connection.execute(jobs.insert().values(**values))
         except IntegrityError:  # a concurrent POST with the same key won the race
-            existing = self._by_key(owner, idempotency_key or "")
+            existing = self.by_key(owner, idempotency_key or "")
             if existing is None:
                 raise
             return existing, False
         return self.get(id_), True
 
-    def _by_key(self, owner: str, key: str) -> Job | None:
+    def by_key(self, owner: str, key: str) -> Job | None:
+        """The owner's job submitted with idempotency key `key`, if any."""
         query = select(*_JOB_COLUMNS).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         return None if row is None else _job(row)
+
+    def submitted_as(self, job: Job, request: dict[str, Any], rows: Sequence[Any]) -> bool:
+        """Whether `job` was submitted with this request and these rows (a retry of it)."""
+        as_stored: list[Any] = json.loads(json.dumps(list(rows), allow_nan=False))
+        return job.request == json.loads(json.dumps(request)) and self.rows(job.id) == as_stored
 
     def get(self, job_id: str, owner: str | None = None) -> Job:
         """The job `job_id` (only if `owner` owns it, when given), else NotFound."""

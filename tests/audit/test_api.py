@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from flask.testing import FlaskClient
 
+from api.routes import audits as audits_route
+from explainer.audit.runner import rehearse
 from tests.api.conftest import AppFactory, app_factory
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
 
@@ -104,16 +106,45 @@ def test_another_callers_audit_is_not_found(keyed: FlaskClient) -> None:
     assert keyed.get(location).status_code == 401
 
 
-def test_idempotency_key_returns_the_existing_job(keyed: FlaskClient) -> None:
+def test_idempotency_key_returns_the_existing_job(
+    keyed: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rehearsed: list[int] = []
+
+    def counted_rehearsal(*args: Any) -> None:
+        rehearsed.append(1)
+        rehearse(*args)
+
+    monkeypatch.setattr(audits_route, "rehearse", counted_rehearsal)
     body = {"model": MODEL, "instances": credit_rows(3), "methods": ["saliency"]}
     headers = {**auth("alice-key"), "Idempotency-Key": "batch-42"}
-    first = keyed.post("/v1/audits", json=body, headers=headers).get_json()
-    again = keyed.post("/v1/audits", json=body, headers=headers).get_json()
-    assert again["id"] == first["id"]
+    first = keyed.post("/v1/audits", json=body, headers=headers)
+    again = keyed.post("/v1/audits", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.headers["Location"] == first.headers["Location"]
+    assert len(rehearsed) == 1  # a retry does not explain the first row again
     other = keyed.post(
         "/v1/audits", json=body, headers={**auth("bob-key"), "Idempotency-Key": "batch-42"}
     )
-    assert other.get_json()["id"] != first["id"]  # keys are unique per caller
+    assert other.get_json()["id"] != first.get_json()["id"]  # keys are unique per caller
+
+
+@pytest.mark.parametrize(
+    "change", [{"instances": credit_rows(4)}, {"methods": ["integrated_gradients"]}, {"seed": 7}]
+)
+def test_an_idempotency_key_used_for_another_request_is_refused(
+    keyed: FlaskClient, change: dict[str, Any]
+) -> None:
+    body = {"model": MODEL, "instances": credit_rows(3), "methods": ["saliency"]}
+    headers = {**auth("alice-key"), "Idempotency-Key": f"reused-{sorted(change)[0]}"}
+    assert keyed.post("/v1/audits", json=body, headers=headers).status_code == 202
+    reused = keyed.post("/v1/audits", json={**body, **change}, headers=headers)
+    assert reused.status_code == 422
+    assert reused.mimetype == "application/problem+json"
+    problem = reused.get_json()
+    assert "used for a different audit request" in problem["detail"]
+    assert [error["loc"] for error in problem["errors"]] == [["Idempotency-Key"]]
 
 
 def test_cancel(keyed: FlaskClient) -> None:

@@ -61,6 +61,14 @@ def test_idempotency_key_is_unique_per_owner(store: AuditStore) -> None:
     assert created and other.id != first.id
 
 
+def test_a_job_knows_the_request_it_was_submitted_with(store: AuditStore) -> None:
+    job, _ = submit(store, key="k")
+    assert store.by_key("alice", "k") == job and store.by_key("bob", "k") is None
+    assert store.submitted_as(job, {"model": "m"}, [(0,), [1], [2], [3]])  # as JSON stores it
+    assert not store.submitted_as(job, {"model": "m"}, [[0], [1], [2]])
+    assert not store.submitted_as(job, {"model": "m", "seed": 1}, [[0], [1], [2], [3]])
+
+
 def test_checkpoint_stores_rows_and_progress_together(store: AuditStore) -> None:
     job, _ = submit(store)
     assert store.claim_next("w1") is not None
