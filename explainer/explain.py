@@ -165,5 +165,4 @@ def _row_digests(inputs: torch.Tensor) -> list[str]:
 def _cache_key(
     handle: ModelHandle, digest: str, method: str, options: ExplainOptions, seed: int, target: int
 ) -> Hashable:
-    method_options = getattr(options, method).model_dump_json()
-    return (handle.fingerprint, digest, method, method_options, seed, target)
+    return (handle.fingerprint, digest, method, options.used_by(method), seed, target)

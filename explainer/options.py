@@ -87,6 +87,12 @@ class OcclusionOptions(_Options):
 class ExplainOptions(_Options):
     """Options of every method; only those of requested methods are used."""
 
+    def used_by(self, method: str) -> str:
+        """The options `method`'s result depends on, as JSON: its own, and for the tree
+        LIME's too (it is fit on LIME's neighbourhood: samples, kernel, hidden colour)."""
+        groups = ("tree", "lime") if method == "tree" else (method,)
+        return self.model_dump_json(include=set(groups))
+
     saliency: SaliencyOptions = Field(default_factory=SaliencyOptions)
     integrated_gradients: IntegratedGradientsOptions = Field(
         default_factory=IntegratedGradientsOptions

@@ -54,6 +54,26 @@ def test_different_seed_options_or_target_miss_the_cache(
     assert engine.explanations.hits == 0 and engine.explanations.misses == 4
 
 
+def test_the_tree_misses_the_cache_when_lime_options_change(
+    known_models: dict[str, ModelHandle],
+) -> None:
+    """The tree is fit on LIME's neighbourhood, so LIME's options are part of its key."""
+    engine = Engine("cpu")
+    handle = known_models["logistic"]
+    few, many = (ExplainOptions(lime={"num_samples": n}) for n in (100, 2000))
+    explain(handle, X[:1], ["tree"], target=1, seed=1, engine=engine, options=few)
+    served = explain(handle, X[:1], ["tree"], target=1, seed=1, engine=engine, options=many)
+    fresh = explain(handle, X[:1], ["tree"], target=1, seed=1, options=many)
+    assert engine.explanations.hits == 0 and not served[0].methods["tree"].cached
+    assert served[0].methods["tree"].quality == fresh[0].methods["tree"].quality
+    np.testing.assert_array_equal(
+        served[0].methods["tree"].attributions, fresh[0].methods["tree"].attributions
+    )
+    unchanged_tree = ExplainOptions(lime={"num_samples": 2000}, shap={"max_evals": 99})
+    explain(handle, X[:1], ["tree"], target=1, seed=1, engine=engine, options=unchanged_tree)
+    assert engine.explanations.hits == 1  # other methods' options do not matter to it
+
+
 def test_lru_cache_is_bounded_and_counts() -> None:
     cache: LruCache[int, str] = LruCache(2)
     cache.put(1, "a")
