@@ -170,7 +170,7 @@ def _image_partition(ctx: MethodContext, index: int, target: int) -> tuple[np.nd
 
 
 def _gradient(ctx: MethodContext) -> list[Explanation]:
-    """Expected gradients over the background; one shap call per distinct target."""
+    """Expected gradients over the background; one shap explainer per distinct target."""
     background = torch.from_numpy(_background_sample(ctx)).to(ctx.inputs.device)
     background_scores = ctx.engine.evaluate(ctx.handle, background).cpu().numpy()
     by_index: dict[int, Explanation] = {}
@@ -178,17 +178,24 @@ def _gradient(ctx: MethodContext) -> list[Explanation]:
         rows = [i for i, t in enumerate(ctx.targets) if t == target]
 
         # shap draws its samples before batching them: the batch changes float rounding only.
-        def run(chunk: int, target: int = target, rows: list[int] = rows) -> np.ndarray:
+        # One call per row, each with the seed: given several rows, shap draws each row's
+        # samples after the rows before it, so a row's values would depend on its batch.
+        def run(chunk: int, target: int = target, rows: list[int] = rows) -> list[np.ndarray]:
             with torch.no_grad():  # shap runs the background once, for the output's shape
                 explainer = shap.GradientExplainer(
                     _TargetScore(ctx, target), background, batch_size=chunk
                 )
-            return np.asarray(explainer.shap_values(ctx.inputs[rows], nsamples=200, rseed=ctx.seed))
+            return [
+                np.asarray(
+                    explainer.shap_values(ctx.inputs[i : i + 1], nsamples=200, rseed=ctx.seed)
+                )
+                for i in rows
+            ]
 
         values = ctx.engine.with_backoff(ctx.handle, run, gradients=True)
-        values = values.reshape(len(rows), *ctx.inputs.shape[1:])
         base = float(background_scores[:, target].mean())
-        for row, index in zip(values, rows, strict=True):
+        for row_values, index in zip(values, rows, strict=True):
+            row = row_values.reshape(ctx.inputs.shape[1:])
             attribution = row.sum(axis=0) if ctx.is_image else row
             by_index[index] = _explanation(ctx, index, attribution.astype(np.float64), base)
     return [by_index[i] for i in range(len(ctx.targets))]

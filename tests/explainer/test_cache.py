@@ -41,6 +41,25 @@ def test_cached_and_uncached_results_are_equal_per_row(
         )
 
 
+def test_expected_gradients_of_a_row_do_not_depend_on_its_batch(
+    known_models: dict[str, ModelHandle],
+) -> None:
+    handle = known_models["logistic"]
+    options = ExplainOptions(shap={"algorithm": "gradient"})
+    rows = torch.cat([X, -X])
+    together = explain(handle, rows, ["shap"], target=1, seed=5, options=options)
+    for index in (1, 3):
+        alone = explain(
+            handle, rows[index : index + 1], ["shap"], target=1, seed=5, options=options
+        )
+        np.testing.assert_allclose(
+            together[index].methods["shap"].attributions,
+            alone[0].methods["shap"].attributions,
+            rtol=1e-6,
+            atol=1e-7,
+        )
+
+
 def test_different_seed_options_or_target_miss_the_cache(
     known_models: dict[str, ModelHandle],
 ) -> None:
