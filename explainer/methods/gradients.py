@@ -121,6 +121,11 @@ def gradcam(ctx: MethodContext) -> list[Explanation]:
 
     def attribute(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         relevance = method.attribute(inputs, target=targets, relu_attributions=True)
+        if relevance.dim() != 4:
+            raise InvalidInput(
+                "the Grad-CAM layer's output is not a spatial map",
+                [ErrorItem(("options", "gradcam", "layer"), "must output (N, C, H, W)")],
+            )
         return LayerAttribution.interpolate(
             relevance, tuple(inputs.shape[-2:]), interpolate_mode="bilinear"
         )
@@ -172,6 +177,7 @@ def occlusion(ctx: MethodContext) -> list[Explanation]:
     options = ctx.options.occlusion
     baseline = make_baseline(ctx.handle, ctx.inputs, ctx.handle.spec.default_baseline, ctx.seed)
     if ctx.is_image:
+        _check_window(options.window, options.stride, *ctx.inputs.shape[-2:])
         channels = ctx.inputs.shape[1]
         window: tuple[int, ...] = (channels, options.window, options.window)
         strides: tuple[int, ...] = (channels, options.stride, options.stride)
@@ -195,3 +201,19 @@ def occlusion(ctx: MethodContext) -> list[Explanation]:
         Explanation("occlusion", row, ctx.score_kind, ctx.units)
         for row in to_map(attributions, ctx.is_image)
     ]
+
+
+def _check_window(window: int, stride: int, height: int, width: int) -> None:
+    """captum's own checks, as a 422: the window fits the image, and the stride is at most
+    the window along a side the window does not cover whole."""
+    loc = ("options", "occlusion")
+    if window > min(height, width):
+        raise InvalidInput(
+            "the occlusion window is larger than the image",
+            [ErrorItem((*loc, "window"), f"must be at most {min(height, width)}")],
+        )
+    if stride > window and window < max(height, width):
+        raise InvalidInput(
+            "the occlusion stride is larger than its window",
+            [ErrorItem((*loc, "stride"), f"must be at most the window, {window}")],
+        )

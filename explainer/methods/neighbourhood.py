@@ -32,6 +32,7 @@ from explainer.context import MethodContext, perturbing
 from explainer.methods.blend import shown_or_hidden
 from explainer.methods.lime_discretizer import RecallingQuartileDiscretizer
 from explainer.segmentation import segment_image
+from models.errors import ErrorItem, InvalidInput
 
 IMAGE_KERNEL_WIDTH = 0.25  # lime_image's default
 
@@ -144,6 +145,7 @@ def _tabular_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neigh
         data: np.ndarray, labels: np.ndarray, distances: np.ndarray, *args: Any, **kwargs: Any
     ) -> Any:
         recorded["distances"] = distances
+        _require_weight(explainer.base.kernel_fn(distances))
         recorded["fit"] = fit_with_data(data, labels, distances, *args, **kwargs)
         return recorded["fit"]
 
@@ -165,6 +167,17 @@ def _tabular_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neigh
         lime_r2=float(r2),
         segments=None,
     )
+
+
+def _require_weight(weights: np.ndarray) -> None:
+    """A 422 when LIME's kernel gives every sample but the instance itself no weight: too
+    narrow a `kernel_width` (lime's ridge fit would stop with scikit-learn's error, or fit
+    the instance alone)."""
+    if not np.any(np.asarray(weights)[1:] > 0):
+        raise InvalidInput(
+            "LIME's kernel gives no weight to any perturbed sample",
+            [ErrorItem(("options", "lime", "kernel_width"), "too small for this model's data")],
+        )
 
 
 def _dense_weights(local_exp: list[tuple[int, float]], size: int) -> np.ndarray:
@@ -215,6 +228,7 @@ def _image_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neighbo
     labels = scores.cpu().numpy().astype(np.float64)[:, None]
     distances = sklearn.metrics.pairwise_distances(data, data[0].reshape(1, -1), metric="cosine")
     distances = distances.ravel()
+    _require_weight(explainer.base.kernel_fn(distances))
     # Every superpixel is kept, so lime's feature selection ("auto": a first ridge fit to
     # rank them all) is skipped; the weights agree with lime's to about 1e-15.
     intercept, local_exp, r2, _ = explainer.base.explain_instance_with_data(
