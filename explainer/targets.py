@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from explainer.result import Prediction, Target
@@ -54,3 +55,23 @@ def target_indices(predictions: list[Prediction], resolved: int | None) -> list[
 
 def as_target(handle: ModelHandle, index: int) -> Target:
     return Target(index=index, label=handle.spec.classes[index])
+
+
+def complementary_scores(handle: ModelHandle) -> bool:
+    """Whether the model's two class scores are complementary probabilities (p0 = 1 - p1)."""
+    return handle.spec.num_classes == 2 and handle.spec.output == "probabilities"
+
+
+def toward_class(
+    values: np.ndarray, target: int, wanted: int, complementary: bool
+) -> np.ndarray | None:
+    """Attributions toward class `target`, read toward class `wanted`.
+
+    As they are when it is the same class; negated when the two scores are complementary
+    (every additive attribution of p0 = 1 - p1 is minus that of p1); else None: two free
+    logits (the log-odds are their difference, which one class's attributions do not
+    give) or more classes say nothing about the other class.
+    """
+    if target == wanted:
+        return values
+    return -values if complementary else None

@@ -1,8 +1,9 @@
 """Audit summaries from the per-row documents: importance, segments, agreement, flags.
 
-Attributions are read toward the model's adverse class where it declares one (a two-class
-model's other target is sign-flipped, as for reason codes); global importance is the mean
-|attribution| per feature. Method agreement is the Spearman rank correlation of two
+Attributions are read toward the model's adverse class where it declares one (as for reason
+codes: a two-class probability model's other target is sign-flipped; rows whose target's
+attributions cannot be read so, logits or more classes, are left out of the means); global
+importance is the mean |attribution| per feature. Method agreement is the Spearman rank correlation of two
 methods' |attributions| within a row. A segment column (a feature or an extra column) splits
 the rows into groups whose mean predicted adverse probability, predicted adverse rate and
 mean attribution are compared: the bias audit.
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
+
+from explainer.targets import toward_class
 
 MAX_NUMERIC_SEGMENTS = 10  # more distinct numeric values than this: quartile bins
 LOW_FIDELITY = 0.5  # tree surrogate fidelity R^2 below this is flagged
@@ -127,11 +130,13 @@ def nan_mean(values: np.ndarray) -> np.ndarray:
 
 
 def _toward_adverse(
-    values: np.ndarray, target: int, adverse: int | None, classes: int
+    values: np.ndarray, target: int, adverse: int | None, complementary: bool
 ) -> np.ndarray:
-    if adverse is None or target == adverse:
+    """A row's attributions toward the adverse class; NaN where they cannot be read so."""
+    if adverse is None:
         return values
-    return -values if classes == 2 else np.full_like(values, np.nan)
+    toward = toward_class(values, target, adverse, complementary)
+    return np.full_like(values, np.nan) if toward is None else toward
 
 
 def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -224,9 +229,11 @@ def summarise(
     adverse: int | None = None,
     categorical: dict[str, Sequence[str]] | None = None,
     segment_by: str | None = None,
+    complementary: bool = False,
 ) -> AuditSummary:
     """The audit's summary of its explained rows (documents with an `error` are left out);
-    `categorical` maps a feature to its categories (display order)."""
+    `categorical` maps a feature to its categories (display order); `complementary`: the two
+    classes' scores are complementary probabilities (see `targets.toward_class`)."""
     documents = [d for d in documents if "error" not in d]
     if not documents:
         raise ValueError("no explained rows to summarise")
@@ -240,7 +247,7 @@ def summarise(
                     np.asarray(d["methods"][m]["attributions"], dtype=np.float64),
                     t,
                     adverse,
-                    len(classes),
+                    complementary,
                 )
                 for d, t in zip(documents, targets, strict=True)
             ]

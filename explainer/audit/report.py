@@ -27,6 +27,7 @@ from explainer.audit.aggregate import (
     summarise,
     unexplained_rows,
 )
+from explainer.targets import complementary_scores
 from models.handle import ModelHandle
 
 MAX_FLAGGED = 50  # rows listed in the flagged table, and in the table of rows not explained
@@ -353,6 +354,7 @@ def audit_report(
             tabular.adverse_class,
             dict(tabular.categorical),
             segment_by,
+            complementary_scores(handle),
         )
     model = f"{handle.name} {handle.spec.version} (sha256 {handle.sha256[:12]})"
     context = ReportContext(title, model, status, total, row_link, unexplained)

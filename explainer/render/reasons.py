@@ -5,8 +5,9 @@ features are ranked by their attribution toward the adverse class, taken from th
 requested method of `REASON_METHODS` (SHAP when requested, else integrated gradients, LIME,
 occlusion; saliency and the tree are not additive contributions and are never used).
 Attributions explain the target class: when the target is the adverse class they are used
-as they are; for a two-class model with the other class as target their sign is flipped;
-otherwise there are no reason codes. Up to `MAX_REASONS` features with a positive push are
+as they are; for a two-class model whose outputs are probabilities, with the other class as
+target, their sign is flipped (p0 = 1 - p1); otherwise (logits, or more classes) there are
+no reason codes. Up to `MAX_REASONS` features with a positive push are
 listed, each with its text (the feature name when it has none). Protected attributes
 (`tabular.protected`, e.g. an age band) are never given as reasons.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from explainer.result import InstanceExplanation
+from explainer.targets import complementary_scores, toward_class
 from models.handle import ModelHandle
 
 REASON_METHODS = ("shap", "integrated_gradients", "lime", "occlusion")
@@ -34,11 +36,8 @@ def reason_codes(handle: ModelHandle, result: InstanceExplanation) -> dict[str, 
         return None
     values = np.nan_to_num(np.asarray(result.methods[method].attributions, dtype=np.float64))
     adverse = tabular.adverse_class
-    if result.target.index == adverse:
-        push = values
-    elif handle.spec.num_classes == 2:
-        push = -values
-    else:
+    push = toward_class(values, result.target.index, adverse, complementary_scores(handle))
+    if push is None:
         return None
     protected = set(tabular.protected)
     order = [
