@@ -1,7 +1,9 @@
 """What one worker holds: the Engine, the loaded models, the store and the request slots.
 
 Created once per process by `create_app`; models load onto the Engine's device (in a
-background thread when `background_load` is set, so /healthz answers while they load).
+background thread when `background_load` is set, so /healthz answers while they load), then
+are tuned and warmed up one at a time: a model that fails any step is reported in
+`repository.errors` and the others serve.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from explainer import Engine
 from explainer.warmup import prepare
 from models.errors import ModelNotReady
 from models.handle import ModelHandle
-from models.repository import ModelRepository
+from models.repository import ModelRepository, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +62,26 @@ class Runtime:
                 keep_freed_memory=self.config.keep_freed_memory,
             )
             self.repository.load(self.engine.device)
-            for handle in self.repository.handles.values():
-                prepare(
-                    self.engine,
-                    handle,
-                    tune=self.config.chunk_size is None,
-                    warm_up=self.config.warm_up,
-                )
-        except Exception as exc:  # any failure leaves the service not ready, with a reason
+        except Exception as exc:  # no Engine or no repository: not ready, with a reason
             self.failure = f"{type(exc).__name__}: {exc}"
             self.status = "failed"
             log.error("model repository failed to load: %s", self.failure)
             return
+        for handle in list(self.repository.handles.values()):
+            self._prepare(self.engine, handle)
         self.status = "ok"
         log.info("models ready on %s: %s", self.engine.device, ", ".join(self.repository.names()))
+
+    def _prepare(self, engine: Engine, handle: ModelHandle) -> None:
+        """Tune and warm up one model; if that fails, it moves to the repository's errors
+        and the other models still serve."""
+        try:
+            prepare(
+                engine, handle, tune=self.config.chunk_size is None, warm_up=self.config.warm_up
+            )
+        except Exception as exc:  # one model's failure must not stop the others (DESIGN 3.1)
+            reason = f"model {handle.name!r} failed its chunk tuning or warm-up at load"
+            self.repository.fail(handle, f"{reason}: {failure_reason(exc)}")
 
     def start(self) -> None:
         """Load now, or in a daemon thread when configured."""

@@ -89,10 +89,19 @@ class ModelHandle:
         path = self.directory / BACKGROUND_FILE
         if not path.is_file():
             return None
-        with np.load(path, allow_pickle=False) as archive:
-            if "x" not in archive:
-                raise ModelConfigError(path, "x", "background.npz must hold an array named 'x'")
-            data = np.asarray(archive["x"])
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if "x" not in archive:
+                    raise ModelConfigError(path, "x", "background.npz must hold an array named 'x'")
+                data = np.asarray(archive["x"])
+        except ModelConfigError:
+            raise
+        except Exception as exc:  # not an archive, truncated, pickled objects
+            raise ModelConfigError(
+                path, "x", f"not a readable npz archive ({type(exc).__name__})"
+            ) from None
+        if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
+            raise ModelConfigError(path, "x", f"must hold numbers, not {data.dtype}")
         if self.spec.image is not None and data.dtype == np.uint8 and data.ndim == 4:
             # Pixels as stored by image tools: (B, H, W, C) uint8 -> (B, C, H, W) in [0, 1].
             data = data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0

@@ -1,8 +1,9 @@
 """ModelRepository: one subdirectory per model, each with a `model.toml` (DESIGN 3.1).
 
-A model whose `model.toml` or artifact is bad is recorded in `errors` with a message naming
-the file and key; the other models still load. Names are looked up in the registry, never
-joined onto a path.
+A model that cannot serve (a bad `model.toml`, an artifact or background that does not load,
+an artifact that does not take the spec's input) is recorded in `errors` with a message
+naming the file and key where known; the other models still load. Names are looked up in the
+registry, never joined onto a path.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 import torch
 
 from models.artifacts import ArtifactError
-from models.errors import NotFound
-from models.handle import ModelHandle
+from models.errors import ModelNotReady, NotFound
+from models.handle import BACKGROUND_FILE, ModelHandle
 from models.spec import ModelConfigError, parse_model_toml
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,54 @@ def default_repository_path() -> Path:
     return Path(configured) if configured else ZOO_DIR
 
 
+def failure_reason(exc: BaseException) -> str:
+    """`Type: message` in one line (TorchScript's own last line after its code traceback)."""
+    lines = str(exc).strip().splitlines()
+    if len(lines) > 1:
+        return lines[-1].strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_forward(handle: ModelHandle) -> ModelHandle:
+    """Run one spec-shaped dummy instance through the model; returns `handle`.
+
+    Raises ModelConfigError when the artifact does not take the input that `model.toml`
+    describes or does not give one output per class, so the mismatch is found at load and
+    never by a request.
+    """
+    spec_path = handle.directory / "model.toml"
+    key = "image" if handle.is_image else "tabular.features"
+    dummy = torch.zeros((1, *handle.input_shape), device=handle.device)
+    try:
+        with torch.inference_mode():
+            outputs = handle.forward(dummy)
+    except Exception as exc:  # the artifact's own error: a shape mismatch, a missing op...
+        raise ModelConfigError(
+            spec_path,
+            key,
+            f"the artifact fails on an input of shape {tuple(dummy.shape)}: {failure_reason(exc)}",
+        ) from None
+    expected = (1, len(handle.spec.classes))
+    if tuple(outputs.shape) != expected:
+        raise ModelConfigError(
+            spec_path,
+            "classes",
+            f"the artifact gives outputs of shape {tuple(outputs.shape)} for one instance, "
+            f"not {expected}",
+        )
+    return handle
+
+
 class ModelRepository:
     """The models of one directory, loaded onto one device."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.handles: dict[str, ModelHandle] = {}
+        # Why each model that does not serve failed, keyed by its directory's name.
         self.errors: dict[str, str] = {}
+        # Name -> key in `errors`, for failed models whose model.toml gave a name.
+        self._failed: dict[str, str] = {}
 
     def load(
         self, device: torch.device | str = "cpu", only: Collection[str] | None = None
@@ -45,7 +87,8 @@ class ModelRepository:
         """Parse and load every model (or those named in `only`); bad ones go to `errors`.
 
         Returns self. Every model.toml is parsed (it is small), so a duplicate name is still
-        reported; only the named models' weights are read.
+        reported; only the named models' weights are read. Each loaded model runs one
+        dummy instance (`_check_forward`).
         """
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
@@ -55,22 +98,50 @@ class ModelRepository:
                 continue
             try:
                 spec = parse_model_toml(spec_path)
-                if spec.name in self.handles:
-                    raise ModelConfigError(spec_path, "name", f"duplicate model name {spec.name!r}")
-                if only is not None and spec.name not in only:
-                    continue
-                self.handles[spec.name] = ModelHandle(directory, spec).load(device)
+            except ModelConfigError as exc:
+                self._record(directory, None, str(exc))
+                continue
+            except Exception as exc:  # e.g. a model.toml that is not UTF-8
+                self._record(directory, None, f"{spec_path}: {failure_reason(exc)}")
+                continue
+            if spec.name in self.handles:
+                duplicate = ModelConfigError(
+                    spec_path, "name", f"duplicate model name {spec.name!r}"
+                )
+                self._record(directory, None, str(duplicate))
+                continue
+            if only is not None and spec.name not in only:
+                continue
+            try:
+                self.handles[spec.name] = _check_forward(ModelHandle(directory, spec).load(device))
             except (ModelConfigError, ArtifactError) as exc:
-                self.errors[directory.name] = str(exc)
-                log.error("model not loaded: %s", exc)
+                self._record(directory, spec.name, str(exc))
+            except Exception as exc:  # np.load alone raises ValueError, OSError, EOFError...
+                where = f"{directory}: reading {spec.artifact} or {BACKGROUND_FILE} failed"
+                self._record(directory, spec.name, f"{where}: {failure_reason(exc)}")
         return self
 
+    def fail(self, handle: ModelHandle, reason: str) -> None:
+        """Take a loaded model out of service: it moves to `errors` with `reason`."""
+        del self.handles[handle.name]
+        self._record(handle.directory, handle.name, reason)
+
+    def _record(self, directory: Path, name: str | None, reason: str) -> None:
+        self.errors[directory.name] = reason
+        if name is not None:
+            self._failed[name] = directory.name
+        log.error("model not served: %s", reason)
+
     def get(self, name: str) -> ModelHandle:
-        """The loaded model called `name`, or NotFound."""
+        """The loaded model called `name`; ModelNotReady (with the reason) when it failed to
+        load, NotFound when no model has that name."""
         handle = self.handles.get(name)
-        if handle is None:
-            raise NotFound(f"no model named {name!r}")
-        return handle
+        if handle is not None:
+            return handle
+        failed = self._failed.get(name)
+        if failed is not None:
+            raise ModelNotReady(f"model {name!r} failed to load: {self.errors[failed]}")
+        raise NotFound(f"no model named {name!r}")
 
     def names(self) -> list[str]:
         return sorted(self.handles)

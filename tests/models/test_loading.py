@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pathlib
 import shutil
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models import ModelRepository
+from models import ModelRepository, NotFound
+from models.errors import ModelNotReady
 from tests.helpers import LogisticModel, to_toml, write_torchscript_model
 
 SPEC = {
@@ -152,3 +154,78 @@ def test_background_shape_is_checked(tmp_path: Path) -> None:
         tmp_path / "m", LogisticModel(WEIGHTS, 0.5), SPEC, background=np.zeros((4, 3), np.float32)
     )
     assert "background.npz" in ModelRepository(tmp_path).load().errors["m"]
+
+
+def _npz_of(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, x=array)
+    return buffer.getvalue()
+
+
+def _npy_of(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"not an npz file\n", id="text"),  # np.load: ValueError
+        pytest.param(b"", id="empty"),  # EOFError
+        pytest.param(_npz_of(np.zeros((4, 6), np.float32))[:60], id="truncated"),  # BadZipFile
+        pytest.param(_npy_of(np.zeros((4, 6), np.float32)), id="npy"),  # an array, no archive
+        pytest.param(_npz_of(np.array([["a"] * 6] * 4)), id="strings"),  # not numbers
+    ],
+)
+def test_an_unreadable_background_stops_only_its_model(tmp_path: Path, content: bytes) -> None:
+    write_torchscript_model(
+        tmp_path / "good", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "good"}
+    )
+    write_torchscript_model(tmp_path / "bad", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "bad"})
+    (tmp_path / "bad" / "background.npz").write_bytes(content)
+    repo = ModelRepository(tmp_path).load()
+    assert repo.names() == ["good"]
+    torch.testing.assert_close(repo.get("good").forward(X), _expected())
+    assert "background.npz" in repo.errors["bad"]
+    with pytest.raises(ModelNotReady) as raised:
+        repo.get("bad")
+    assert raised.value.status == 503 and repo.errors["bad"] in raised.value.detail
+    with pytest.raises(NotFound):
+        repo.get("missing")
+
+
+def test_a_background_holding_pickles_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    repo = tmp_path / "repo"
+    write_torchscript_model(repo / "m", LogisticModel(WEIGHTS, 0.5), SPEC)
+    payload = np.array([_Payload(marker)] * 6, dtype=object)
+    (repo / "m" / "background.npz").write_bytes(_npz_of(payload))
+    loaded = ModelRepository(repo).load()
+    assert "background.npz" in loaded.errors["m"] and "m" not in loaded.handles
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "shape"),
+    [
+        ({"tabular": {"features": ["a", "b", "c", "d", "e"]}}, "tabular.features", "(1, 5)"),
+        ({"classes": ["no", "maybe", "yes"]}, "classes", "(1, 2)"),
+    ],
+)
+def test_a_spec_that_does_not_match_its_artifact_is_caught_at_load(
+    tmp_path: Path, change: dict[str, object], key: str, shape: str
+) -> None:
+    write_torchscript_model(
+        tmp_path / "good", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "good"}
+    )
+    write_torchscript_model(
+        tmp_path / "bad", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "bad", **change}
+    )
+    repo = ModelRepository(tmp_path).load()
+    assert repo.names() == ["good"]
+    message = repo.errors["bad"]
+    assert str(tmp_path / "bad" / "model.toml") in message
+    assert f"'{key}'" in message and shape in message
+    with pytest.raises(ModelNotReady):
+        repo.get("bad")
