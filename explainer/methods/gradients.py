@@ -78,13 +78,19 @@ def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
 
 
 def smoothgrad(ctx: MethodContext) -> list[Explanation]:
-    """Saliency averaged over Gaussian-noised copies of each input (seeded per row)."""
+    """Saliency averaged over Gaussian-noised copies of each input (seeded per row).
+
+    The noise is `stdev` times each feature's own scale (`_noise_scale`): captum's
+    NoiseTunnel draws one standard deviation per input tensor, so it runs on the inputs
+    divided by that scale, through the model of the rescaled inputs, and the gradients are
+    divided by the scale again (the chain rule), which leaves them in input units.
+    """
     options = ctx.options.smoothgrad
-    spread = _input_spread(ctx)
-    method = NoiseTunnel(with_one_seed_gradients(Saliency(ctx.forward)))
+    scale = _noise_scale(ctx)
+    method = NoiseTunnel(with_one_seed_gradients(Saliency(lambda z: ctx.forward(z * scale))))
     results = []
     for index in range(len(ctx.inputs)):
-        row, target = ctx.inputs[index : index + 1], ctx.target_tensor[index : index + 1]
+        row, target = ctx.inputs[index : index + 1] / scale, ctx.target_tensor[index : index + 1]
 
         def run(chunk: int, row: torch.Tensor = row, target: torch.Tensor = target) -> torch.Tensor:
             with torch.random.fork_rng(devices=[]):
@@ -94,12 +100,12 @@ def smoothgrad(ctx: MethodContext) -> list[Explanation]:
                     nt_type="smoothgrad",
                     nt_samples=options.nt_samples,
                     nt_samples_batch_size=chunk,
-                    stdevs=options.stdev * spread,
+                    stdevs=options.stdev,
                     target=target,
                     abs=True,
                 )
 
-        attributions = ctx.engine.with_backoff(ctx.handle, run, gradients=True)
+        attributions = ctx.engine.with_backoff(ctx.handle, run, gradients=True) / scale
         results.append(
             Explanation(
                 "smoothgrad", to_map(attributions, ctx.is_image)[0], ctx.score_kind, UNITS_GRADIENT
@@ -108,11 +114,14 @@ def smoothgrad(ctx: MethodContext) -> list[Explanation]:
     return results
 
 
-def _input_spread(ctx: MethodContext) -> float:
-    """The scale of the noise: pixel range 1, else the background's mean std."""
+def _noise_scale(ctx: MethodContext) -> torch.Tensor:
+    """The scale of the noise: the pixel range, 1, for images; each feature's standard
+    deviation in the background for tabular models (their mean for a constant feature)."""
     if ctx.is_image or ctx.handle.background is None:
-        return 1.0
-    return float(ctx.handle.background.std(dim=0).mean())
+        return torch.ones((), device=ctx.inputs.device)
+    spread = ctx.handle.background.std(dim=0)
+    fallback = spread.mean() if bool((spread > 0).any()) else torch.ones(())
+    return torch.where(spread > 0, spread, fallback).to(ctx.inputs.device)
 
 
 def gradcam(ctx: MethodContext) -> list[Explanation]:
