@@ -44,8 +44,8 @@ def _check_forward(handle: ModelHandle) -> ModelHandle:
     """Run one spec-shaped dummy instance through the model; returns `handle`.
 
     Raises ModelConfigError when the artifact does not take the input that `model.toml`
-    describes or does not give one output per class, so the mismatch is found at load and
-    never by a request.
+    describes, does not give one output per class, or gives outputs that cannot be the
+    probabilities it declares, so the mismatch is found at load and never by a request.
     """
     spec_path = handle.directory / "model.toml"
     key = "image" if handle.is_image else "tabular.features"
@@ -67,7 +67,19 @@ def _check_forward(handle: ModelHandle) -> ModelHandle:
             f"the artifact gives outputs of shape {tuple(outputs.shape)} for one instance, "
             f"not {expected}",
         )
+    if handle.spec.output == "probabilities" and not _are_probabilities(outputs[0]):
+        raise ModelConfigError(
+            spec_path,
+            "output",
+            "is 'probabilities', but the artifact's outputs for one instance are not in"
+            f" [0, 1] or do not sum to 1 (they sum to {float(outputs[0].sum()):.4g}): logits?",
+        )
     return handle
+
+
+def _are_probabilities(row: torch.Tensor) -> bool:
+    row = row.double()
+    return bool(((row >= 0) & (row <= 1)).all()) and abs(float(row.sum()) - 1.0) <= 1e-3
 
 
 class ModelRepository:

@@ -211,6 +211,7 @@ def test_a_background_holding_pickles_is_refused_without_running(tmp_path: Path)
     [
         ({"tabular": {"features": ["a", "b", "c", "d", "e"]}}, "tabular.features", "(1, 5)"),
         ({"classes": ["no", "maybe", "yes"]}, "classes", "(1, 2)"),
+        ({"output": "probabilities"}, "output", "sum to 0.5"),  # its logits [0, 0.5]
     ],
 )
 def test_a_spec_that_does_not_match_its_artifact_is_caught_at_load(
