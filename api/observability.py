@@ -19,9 +19,13 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def settled_request_id(given: str) -> str:
+    """The client's request id when it is safe to echo and log, else a new one."""
+    return given if _SAFE_ID.match(given) else uuid.uuid4().hex
+
+
 def _start() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+    g.request_id = settled_request_id(request.headers.get(REQUEST_ID_HEADER, ""))
     g.started = time.perf_counter()
 
 

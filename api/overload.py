@@ -11,7 +11,10 @@ A WSGI middleware around the Flask app, per worker process:
   call itself cannot be interrupted safely (it is one C++ call), so a hung one keeps its
   slot until it returns: a stuck model sheds load instead of piling it up.
 
-Other routes (health, docs, stored explanations, audits) bypass both.
+Other routes (health, docs, stored explanations, audits) bypass both. Like every response,
+the 503 and 504 carry `X-Request-ID`: the gate settles the request id (the client's safe one,
+else a new one) and hands it on to the app in the environ, so the app's log line and
+response use the same id.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.config import ApiConfig
 from api.errors import problem
+from api.observability import REQUEST_ID_HEADER, settled_request_id
 from explainer.cancellation import cancellable
 
 if TYPE_CHECKING:
@@ -44,6 +48,7 @@ LIMITED_ENDPOINTS = frozenset(
     }
 )
 RETRY_AFTER_S = 1
+REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")  # its WSGI environ key
 Finished = tuple[str, list[tuple[str, str]], bytes]  # status line, headers, body
 
 
@@ -62,10 +67,17 @@ class ComputeGate:
         endpoint = self._endpoint(environ)
         if endpoint not in LIMITED_ENDPOINTS:
             return self.inner(environ, start_response)
+        request_id = _request_id(environ)
+        id_header = {REQUEST_ID_HEADER: request_id}
         if not self._permits.acquire(blocking=False):
-            log.warning("endpoint=%s status=503 overloaded: %d in flight", endpoint, self.capacity)
+            log.warning(
+                "request_id=%s endpoint=%s status=503 overloaded: %d in flight",
+                request_id,
+                endpoint,
+                self.capacity,
+            )
             detail = f"more than {self.capacity} explain or predict requests in flight; retry"
-            retry = {"Retry-After": str(RETRY_AFTER_S)}
+            retry = {**id_header, "Retry-After": str(RETRY_AFTER_S)}
             return self._problem(environ, start_response, 503, "Service busy", detail, retry)
         given_up = threading.Event()
         future = self._pool.submit(self._run, environ, given_up)
@@ -73,9 +85,16 @@ class ComputeGate:
             status, headers, body = future.result(timeout=self.timeout_s)
         except FutureTimeout:
             given_up.set()
-            log.warning("endpoint=%s status=504 time limit %.1f s", endpoint, self.timeout_s)
+            log.warning(
+                "request_id=%s endpoint=%s status=504 time limit %.1f s",
+                request_id,
+                endpoint,
+                self.timeout_s,
+            )
             detail = f"the request took longer than the {self.timeout_s:g} s time limit"
-            return self._problem(environ, start_response, 504, "Time limit exceeded", detail)
+            return self._problem(
+                environ, start_response, 504, "Time limit exceeded", detail, id_header
+            )
         start_response(status, headers)
         return [body]
 
@@ -122,6 +141,13 @@ class ComputeGate:
         with self.app.app_context():
             response = problem(status, title, detail, headers=headers)
         return response(environ, start_response)
+
+
+def _request_id(environ: WSGIEnvironment) -> str:
+    """The request's id, as the app would settle it (the client's when safe, else a new
+    one), stored back in `environ` for the app and the gate's own answers to use."""
+    environ[REQUEST_ID_KEY] = settled_request_id(str(environ.get(REQUEST_ID_KEY, "")))
+    return str(environ[REQUEST_ID_KEY])
 
 
 def install_overload(app: Flask, config: ApiConfig) -> None:

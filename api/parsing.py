@@ -2,12 +2,14 @@
 
 `StrictJSONProvider` and `StrictRequest` make every JSON body parse strictly (400 when
 malformed, 422 for NaN, Infinity or a number that overflows); `read_body` validates a
-JSON or multipart body against a pydantic schema (unknown fields rejected).
+JSON or multipart body against a pydantic schema (unknown fields rejected), and
+`multipart_request` reads the JSON object of a multipart body's `request` part.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any, NoReturn, TypeVar
 
 from flask import Request, request
@@ -15,11 +17,12 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel, ValidationError
 
 from api.errors import MalformedRequest, UnsupportedMediaType, invalid_input
-from models.errors import ErrorItem, InvalidInput
+from models.errors import ErrorItem, InvalidInput, PayloadTooLarge
 
 JSON_MIME = "application/json"
 MULTIPART_MIME = "multipart/form-data"
-# Multipart: image files in this field (repeatable, in order), options as JSON in "request".
+# Multipart: image files in this field (repeatable, in order), options as JSON in "request"
+# (a form field or a file).
 FILES_FIELD = "instances"
 REQUEST_FIELD = "request"
 
@@ -71,20 +74,55 @@ class StrictRequest(Request):
         raise _json_failure(e, ("body",))
 
 
-def _multipart_data() -> dict[str, Any]:
-    unknown = sorted((set(request.form) | set(request.files)) - {FILES_FIELD, REQUEST_FIELD})
+def _request_part() -> str:
+    """The multipart `request` part's text ("{}" when absent), from a form field or a file.
+
+    A file is read as UTF-8 (a BOM allowed) within the form field size limit.
+    """
+    texts = request.form.getlist(REQUEST_FIELD)
+    uploads = request.files.getlist(REQUEST_FIELD)
+    if len(texts) + len(uploads) > 1:
+        raise InvalidInput("request given twice", [ErrorItem((REQUEST_FIELD,), "send it once")])
+    if texts:
+        return texts[0]
+    if not uploads:
+        return "{}"
+    limit = request.max_form_memory_size
+    content = uploads[0].read() if limit is None else uploads[0].read(limit + 1)
+    if limit is not None and len(content) > limit:
+        raise PayloadTooLarge(f"the {REQUEST_FIELD} part is larger than {limit} bytes")
+    return content.decode("utf-8-sig")  # UnicodeDecodeError: a ValueError, invalid JSON
+
+
+def multipart_request(file_fields: Collection[str]) -> dict[str, Any]:
+    """A multipart body's JSON object in `request` (a form field or a file; {} if absent).
+
+    Every other part must be one of `file_fields` and hold a file: unknown parts, and text
+    where a file is expected, are rejected.
+    """
+    known = {*file_fields, REQUEST_FIELD}
+    unknown = sorted((set(request.form) | set(request.files)) - known)
     if unknown:
         raise InvalidInput(
             "unknown multipart fields",
             [ErrorItem((name,), "unknown field") for name in unknown],
         )
-    raw = request.form.get(REQUEST_FIELD, "{}")
+    as_text = sorted(set(request.form) & set(file_fields))
+    if as_text:
+        raise InvalidInput(
+            "file fields sent as text", [ErrorItem((name,), "must be a file") for name in as_text]
+        )
     try:
-        data = strict_loads(raw)
+        data = strict_loads(_request_part())
     except ValueError as error:
         raise _json_failure(error, (REQUEST_FIELD,)) from None
     if not isinstance(data, dict):
         raise InvalidInput("bad request field", [ErrorItem((REQUEST_FIELD,), "must be an object")])
+    return data
+
+
+def _multipart_data() -> dict[str, Any]:
+    data = multipart_request({FILES_FIELD})
     files = [upload.read() for upload in request.files.getlist(FILES_FIELD)]
     if files:
         if "instances" in data:

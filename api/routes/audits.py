@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from api.errors import UnsupportedMediaType, invalid_input
 from api.limits import check_limits, model_limits
 from api.openapi import problem_responses, request_body
-from api.parsing import JSON_MIME, MULTIPART_MIME, strict_loads
+from api.parsing import JSON_MIME, MULTIPART_MIME, REQUEST_FIELD, multipart_request
 from api.runtime import EXTENSION, Runtime, runtime
 from api.schemas import Instance
 from explainer.audit import (
@@ -42,7 +42,7 @@ bp = APIBlueprint("audits", __name__, abp_tags=[Tag(name="audits")])
 STORE = "explainer.audits"  # app.extensions key of the AuditStore
 MAX_ROWS = 100_000  # rows per audit
 MAX_FILE_BYTES = 64 * 1024 * 1024  # an uploaded data file (the body limit also applies)
-DATA_FIELD, REQUEST_FIELD = "data", "request"
+DATA_FIELD = "data"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
@@ -176,6 +176,7 @@ def _read_request() -> tuple[AuditSpec, list[Any]]:
         return AuditSpec.model_validate(body.model_dump(exclude={"instances"})), body.instances
     if request.mimetype != MULTIPART_MIME:
         raise UnsupportedMediaType(f"send {JSON_MIME} or {MULTIPART_MIME}")
+    data = multipart_request({DATA_FIELD})
     upload = request.files.get(DATA_FIELD)
     if upload is None:
         raise InvalidInput("no data file", [ErrorItem((DATA_FIELD,), "field required")])
@@ -184,13 +185,9 @@ def _read_request() -> tuple[AuditSpec, list[Any]]:
         raise PayloadTooLarge(f"the data file is larger than {MAX_FILE_BYTES} bytes")
     rows = read_rows(content, format_of(upload.filename or ""), MAX_ROWS)
     try:
-        spec = AuditSpec.model_validate(strict_loads(request.form.get(REQUEST_FIELD, "{}")))
+        spec = AuditSpec.model_validate(data)
     except ValidationError as error:
         raise invalid_input(error, (REQUEST_FIELD,)) from None
-    except ValueError:
-        raise InvalidInput(
-            "bad request field", [ErrorItem((REQUEST_FIELD,), "invalid JSON")]
-        ) from None
     return spec, rows
 
 

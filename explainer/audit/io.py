@@ -8,12 +8,16 @@ A row that was not explained keeps its inputs and prediction and gets an `error`
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
+import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from models.errors import ErrorItem, InvalidInput, LimitExceeded
@@ -64,11 +68,49 @@ def _jsonl_rows(data: bytes) -> list[Any]:
     return rows
 
 
+def _cell(value: Any) -> Any:
+    """A cell as a JSON value; ValueError for a number that is not finite or another type."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float | Decimal):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+        return float(value)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    raise ValueError(f"unsupported value type {type(value).__name__}")
+
+
+def _unusable(row: int, column: str, msg: str) -> InvalidInput:
+    return InvalidInput("unusable value in the audit data", [ErrorItem(("data", row, column), msg)])
+
+
+def _column(name: str, series: pd.Series) -> list[Any]:
+    """A column's cells as JSON values (missing cells None, numbers exact, dates ISO)."""
+    values: list[Any] = series.astype(object).where(series.notna(), None).tolist()
+    if series.dtype.kind in "biu":  # integers and booleans: exact Python values already
+        return values
+    if series.dtype.kind == "f":  # Python floats already; refuse infinities
+        infinite = np.flatnonzero(np.isinf(series.to_numpy(dtype=float, na_value=np.nan)))
+        if infinite.size:
+            raise _unusable(int(infinite[0]), name, "numbers must be finite")
+        return values
+    cells = []
+    for row, value in enumerate(values):
+        try:
+            cells.append(_cell(value))
+        except ValueError as error:
+            raise _unusable(row, name, str(error)) from None
+    return cells
+
+
 def _records(frame: pd.DataFrame) -> list[Any]:
-    """Rows as JSON values: missing cells become None, dates ISO strings, numbers exact."""
-    text = frame.to_json(orient="records", date_format="iso", double_precision=15)
-    records: list[Any] = json.loads(text)
-    return records
+    """Rows as JSON objects keyed by column name, values exact (no JSON round trip)."""
+    names = [str(name) for name in frame.columns]
+    columns = [_column(name, frame.iloc[:, i]) for i, name in enumerate(names)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def read_rows(data: bytes, fmt: DataFormat, max_rows: int | None = None) -> list[Any]:

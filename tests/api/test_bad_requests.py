@@ -7,6 +7,7 @@ service is still alive afterwards.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import struct
 import zlib
@@ -37,6 +38,15 @@ def png_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
     iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
     return b"\x89PNG\r\n\x1a\n" + ihdr + iend
+
+
+def request_file(content: bytes) -> dict[str, Any]:
+    """Multipart data whose `request` part is a file."""
+    return {"request": (io.BytesIO(content), "request.json")}
+
+
+def image_file() -> tuple[io.BytesIO, str]:
+    return io.BytesIO(png_bytes()), "image.png"
 
 
 @dataclass
@@ -119,6 +129,7 @@ CASES = {
     "unknown-feature": Case(422, json={"instances": [{**ROW, "shoe_size": 3}]}),
     "missing-feature": Case(422, json={"instances": [{"income": SENTINEL}]}),
     "feature-not-number": Case(422, json={"instances": [{**ROW, "debt": "lots"}]}),
+    "feature-huge-integer": Case(422, json={"instances": [{**ROW, "debt": 10**400}]}),
     "row-is-string": Case(422, json={"instances": ["income=1"]}),
     # images
     "bad-base64": Case(422, url=IMAGE_EXPLAIN, json={"instances": [{"b64": "!!not base64!!"}]}),
@@ -138,6 +149,9 @@ CASES = {
     ),
     "too-many-pixels": Case(422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_bytes(65))]}),
     "truncated-png": Case(422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_bytes()[:60])]}),
+    "jpeg-cut-in-its-header": Case(
+        422, url=IMAGE_EXPLAIN, json={"instances": [b64(png_bytes(fmt="JPEG")[:300])]}
+    ),
     "tabular-row-for-image": Case(422, url=IMAGE_EXPLAIN, json={"instances": [ROW]}),
     # content types and multipart
     "text-plain": Case(415, data=json.dumps(explain()), content_type="text/plain"),
@@ -156,6 +170,40 @@ CASES = {
     ),
     "multipart-no-files": Case(
         422, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data={"request": "{}"}
+    ),
+    "multipart-instances-as-text": Case(
+        422, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data={"instances": "1"}
+    ),
+    # the request part sent as a file is read like the form field
+    "multipart-request-file-bad-json": Case(
+        400, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data=request_file(b"{")
+    ),
+    "multipart-request-file-not-utf8": Case(
+        400,
+        url=IMAGE_EXPLAIN,
+        content_type="multipart/form-data",
+        data=request_file(b'{"a": "\xff"}'),
+    ),
+    "multipart-request-file-nan": Case(
+        422,
+        url=IMAGE_EXPLAIN,
+        content_type="multipart/form-data",
+        data=request_file(b'{"seed": NaN}'),
+    ),
+    "multipart-request-file-not-object": Case(
+        422, url=IMAGE_EXPLAIN, content_type="multipart/form-data", data=request_file(b"[1]")
+    ),
+    "multipart-request-file-unknown-field": Case(
+        422,
+        url=IMAGE_EXPLAIN,
+        content_type="multipart/form-data",
+        data={**request_file(b'{"colour": "red"}'), "instances": image_file()},
+    ),
+    "multipart-request-twice": Case(
+        422,
+        url=IMAGE_EXPLAIN,
+        content_type="multipart/form-data",
+        data={"request": ["{}", request_file(b"{}")["request"]], "instances": image_file()},
     ),
     # predict and the KServe aliases share the checks
     "predict-nan": Case(
@@ -207,6 +255,18 @@ def test_bad_request_is_a_problem(client: FlaskClient, case: Case) -> None:
     assert client.get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize("as_file", [False, True], ids=["form-field", "file"])
+def test_request_part_over_the_form_field_limit_is_413(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, as_file: bool
+) -> None:
+    # Under the body limit (256 KiB); Werkzeug needs a form limit above its 64 KiB chunks.
+    monkeypatch.setitem(client.application.config, "MAX_FORM_MEMORY_SIZE", 200_000)
+    options = '{"seed": 1' + " " * 210_000 + "}"
+    part = request_file(options.encode())["request"] if as_file else options
+    response = client.post(IMAGE_EXPLAIN, data={"request": part, "instances": image_file()})
+    assert_problem(response, 413)
+
+
 def test_there_are_at_least_thirty_cases() -> None:
     assert len(CASES) >= 30
 
@@ -215,6 +275,14 @@ def test_validation_errors_name_the_location(client: FlaskClient) -> None:
     response = client.post(EXPLAIN, json=explain(options={"lime": {"num_samples": 10**7}}))
     body = assert_problem(response, 422)
     assert ["options", "lime", "num_samples"] in [item["loc"] for item in body["errors"]]
+
+
+def test_a_value_beyond_float32_is_invalid_input_at_its_feature(client: FlaskClient) -> None:
+    # Not "Model output not finite": the value would turn into infinity in the model's input.
+    response = client.post(EXPLAIN, json={"instances": [{**ROW, "debt": 1e39}]})
+    body = assert_problem(response, 422)
+    assert body["title"] == "Invalid input"
+    assert [item["loc"] for item in body["errors"]] == [["instances", 0, "debt"]]
 
 
 def test_limit_errors_say_which_limit(client: FlaskClient) -> None:

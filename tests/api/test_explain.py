@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from typing import Any
 
 import pytest
@@ -155,6 +156,19 @@ def test_multipart_upload_equals_base64_json(
     response = client.post(f"/v1/models/{IMAGE}/explain", data=data)
     assert response.status_code == 200, response.get_json()
     assert numbers(response.get_json()) == numbers(image_response)
+
+
+@pytest.mark.parametrize("as_file", [False, True], ids=["form-field", "file"])
+def test_multipart_request_part_as_form_field_or_file(client: FlaskClient, as_file: bool) -> None:
+    for target in ("plain", "striped"):  # one of them is not the predicted class
+        options = json.dumps({"methods": ["saliency"], "target": target})
+        part = (io.BytesIO(options.encode()), "request.json") if as_file else options
+        data = {"instances": (io.BytesIO(png_bytes()), "image.png"), "request": part}
+        response = client.post(f"/v1/models/{IMAGE}/explain", data=data)
+        assert response.status_code == 200, response.get_json()
+        explained = response.get_json()["explanations"][0]
+        assert list(explained["methods"]) == ["saliency"]
+        assert explained["target"]["label"] == target
 
 
 def test_stored_explanation_is_the_response(

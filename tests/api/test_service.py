@@ -1,14 +1,25 @@
-"""Health, readiness, model listings, the OpenAPI spec, the docs page and the viewer hook."""
+"""Health, readiness, model listings, the OpenAPI spec, the docs page, the viewer hook.
+
+Also request ids, on every response including the overload gate's 503 and 504.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
+import torch
 from flask.testing import FlaskClient
 
-from tests.api.conftest import AppFactory
-from tests.api.repo import FEATURES, IMAGE, TABULAR
+from tests.api.conftest import AppFactory, app_factory
+from tests.api.repo import FEATURES, IMAGE, TABULAR, TABULAR_ROW
+from tests.faults.faulty import NAME as FAULTY
+from tests.faults.faulty import SLOW_VALUE, write_faulty_model
+from tests.helpers import LogisticModel, NanAboveThree, write_torchscript_model
 
 
 def test_health_and_readiness(client: FlaskClient) -> None:
@@ -25,6 +36,77 @@ def test_not_ready_when_the_repository_fails(make_app: AppFactory, tmp_path: Pat
         assert response.status_code == 503
         assert response.mimetype == "application/problem+json"
         assert response.headers["Retry-After"]
+
+
+def _tabular_model(root: Path, name: str, module: torch.nn.Module, **spec: Any) -> None:
+    """A two-class model (on `FEATURES` unless `spec` says otherwise) with a background that
+    fits its spec, written under `root/name`."""
+    full = {
+        "name": name,
+        "modality": "tabular",
+        "classes": ["no", "yes"],
+        "output": "logits",
+        "tabular": {"features": FEATURES},
+        **spec,
+    }
+    width = len(full["tabular"]["features"])
+    background = np.random.default_rng(0).normal(size=(16, width)).astype(np.float32)
+    write_torchscript_model(root / name, module, full, background)
+
+
+def _assert_not_ready(client: FlaskClient, name: str, reason: str) -> None:
+    """The failed model's routes answer 503 with its reason."""
+    for response in (
+        client.get(f"/v1/models/{name}"),
+        client.post(f"/v1/models/{name}/predict", json={"instances": [[0.0] * len(FEATURES)]}),
+        client.post(f"/v1/models/{name}/explain", json={"instances": [[0.0] * len(FEATURES)]}),
+    ):
+        assert response.status_code == 503 and response.mimetype == "application/problem+json"
+        problem = response.get_json()
+        assert problem["title"] == "Model not ready" and reason in problem["detail"]
+
+
+@pytest.mark.parametrize("warm_up", [False, True])
+def test_one_bad_model_does_not_stop_the_others(
+    make_app: AppFactory, tmp_path: Path, warm_up: bool
+) -> None:
+    """An unreadable background and a spec that does not fit the artifact fail only their
+    model, with or without warm-up."""
+    good = LogisticModel([-1.0, 2.0, 0.5, 1.5], -0.2)
+    _tabular_model(tmp_path, "good", good)
+    _tabular_model(tmp_path, "noise", good)
+    (tmp_path / "noise" / "background.npz").write_text("not an npz file")
+    _tabular_model(tmp_path, "narrow", good, tabular={"features": FEATURES[:3]})
+    client = make_app(model_repo=tmp_path, warm_up=warm_up).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.get_json()
+    assert body["models"] == ["good"] and set(body["errors"]) == {"noise", "narrow"}
+    assert "background.npz" in body["errors"]["noise"]
+    assert "'tabular.features'" in body["errors"]["narrow"] and "(1, 3)" in body["errors"]["narrow"]
+    assert [m["name"] for m in client.get("/v1/models").get_json()["models"]] == ["good"]
+    predicted = client.post("/v1/models/good/predict", json={"instances": [TABULAR_ROW]})
+    assert predicted.status_code == 200 and len(predicted.get_json()["predictions"]) == 1
+    for name in ("noise", "narrow"):
+        _assert_not_ready(client, name, body["errors"][name])
+
+
+def test_a_model_that_fails_its_warm_up_does_not_stop_the_others(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    """A model whose outputs on its own example are NaN fails at warm-up; the others serve."""
+    _tabular_model(tmp_path, "good", LogisticModel([-1.0, 2.0, 0.5, 1.5], -0.2))
+    _tabular_model(tmp_path, "unstable", NanAboveThree(), example=dict.fromkeys(FEATURES, 1.0))
+    client = make_app(model_repo=tmp_path, warm_up=True).test_client()
+    body = client.get("/readyz").get_json()
+    assert body["models"] == ["good"]
+    reason = body["errors"]["unstable"]
+    assert "'unstable'" in reason and "warm-up" in reason and "ModelOutputNotFinite" in reason
+    explained = client.post(
+        "/v1/models/good/explain", json={"instances": [TABULAR_ROW], "methods": ["saliency"]}
+    )
+    assert explained.status_code == 200
+    _assert_not_ready(client, "unstable", reason)
 
 
 def test_list_and_describe_models(client: FlaskClient) -> None:
@@ -81,3 +163,29 @@ def test_request_id_is_echoed(client: FlaskClient) -> None:
     assert response.headers["X-Request-ID"] == "abc-123"
     generated = client.get("/healthz", headers={"X-Request-ID": "<script>"})
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["X-Request-ID"])
+
+
+def test_overload_answers_carry_the_request_id(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = write_faulty_model(tmp_path_factory.mktemp("faulty-models"))
+    one_slot = app_factory(repo, tmp_path_factory)(
+        device="cpu", max_concurrency=1, max_queue=0, request_timeout_s=0.3
+    )
+    client = one_slot.test_client()
+    url = f"/v1/models/{FAULTY}/predict"
+    with caplog.at_level(logging.WARNING, logger="api.overload"):
+        # A hung forward past the time limit (504) keeps the only slot: the next one is shed.
+        late = client.post(
+            url, json={"instances": [[SLOW_VALUE, 0.0]]}, headers={"X-Request-ID": "late-1"}
+        )
+        shed = client.post(url, json={"instances": [[1.0, 0.0]]}, headers={"X-Request-ID": "<x>"})
+    assert late.status_code == 504 and late.headers["X-Request-ID"] == "late-1"
+    assert shed.status_code == 503
+    generated = shed.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    lines = [record.getMessage() for record in caplog.records if record.name == "api.overload"]
+    assert len(lines) == 2
+    assert "request_id=late-1 " in lines[0] and "status=504" in lines[0]
+    assert f"request_id={generated} " in lines[1] and "status=503" in lines[1]
+    assert not any(str(SLOW_VALUE) in line for line in lines)

@@ -237,6 +237,68 @@ def test_bad_requests(keyed: FlaskClient, body: dict, status: int, loc: list | N
         assert loc in [item["loc"] for item in problem["errors"]], problem
 
 
+ONE_ROW_CSV = pd.DataFrame(credit_rows(1)).to_csv(index=False).encode()
+REQUEST = json.dumps({"model": MODEL, "methods": ["saliency"]})
+# Multipart parts: bytes are sent as a file, str as a form field, a list as repeated parts.
+Parts = dict[str, str | bytes | list[str | bytes]]
+MULTIPART_BAD_REQUESTS: list[tuple[Parts, int, list | None]] = [
+    ({"data": ONE_ROW_CSV, "request": REQUEST, "extra": "1"}, 422, ["extra"]),
+    ({"data": ONE_ROW_CSV, "request": REQUEST, "extra": b"1"}, 422, ["extra"]),
+    ({"data": ONE_ROW_CSV.decode(), "request": REQUEST}, 422, ["data"]),
+    ({"data": ONE_ROW_CSV, "request": [REQUEST, REQUEST.encode()]}, 422, ["request"]),
+    # the request part as a file is read like the form field
+    ({"data": ONE_ROW_CSV, "request": b"{"}, 400, ["request"]),
+    ({"data": ONE_ROW_CSV, "request": b'{"model": "nope"}'}, 404, None),
+    ({"data": ONE_ROW_CSV, "request": b'{"model": "credit-risk", "x": 1}'}, 422, ["request", "x"]),
+    (
+        {"data": ONE_ROW_CSV, "request": b'{"model": "credit-risk", "segment_by": "region"}'},
+        422,
+        ["data", 0, "region"],
+    ),
+]
+
+
+def multipart(parts: Parts) -> dict[str, Any]:
+    """Test-client data for `parts` (files named after their part)."""
+
+    def part(name: str, value: str | bytes) -> Any:
+        suffix = "csv" if name == "data" else "json"
+        return value if isinstance(value, str) else (io.BytesIO(value), f"{name}.{suffix}")
+
+    return {
+        name: [part(name, v) for v in value] if isinstance(value, list) else part(name, value)
+        for name, value in parts.items()
+    }
+
+
+@pytest.mark.parametrize(("parts", "status", "loc"), MULTIPART_BAD_REQUESTS)
+def test_bad_multipart_requests(
+    keyed: FlaskClient, parts: Parts, status: int, loc: list | None
+) -> None:
+    response = keyed.post(
+        "/v1/audits",
+        data=multipart(parts),
+        headers=auth("alice-key"),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == status, response.get_json()
+    assert response.mimetype == "application/problem+json"
+    if loc is not None:
+        assert loc in [item["loc"] for item in response.get_json()["errors"]]
+
+
+def test_request_part_as_a_file(keyed: FlaskClient) -> None:
+    parts: Parts = {"data": ONE_ROW_CSV, "request": REQUEST.encode()}
+    response = keyed.post(
+        "/v1/audits",
+        data=multipart(parts),
+        headers=auth("alice-key"),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["model"] == MODEL
+
+
 def test_too_many_rows(keyed: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("api.routes.audits.MAX_ROWS", 2)
     content = pd.DataFrame(credit_rows(3)).to_csv(index=False).encode()
