@@ -15,6 +15,7 @@ from api.auth import install_auth
 from api.config import ApiConfig
 from api.docs import bp as docs_bp
 from api.errors import openapi_validation_response, register_error_handlers
+from api.metrics import install_metrics
 from api.observability import install_request_logging
 from api.overload import install_overload
 from api.parsing import StrictJSONProvider, StrictRequest
@@ -42,7 +43,7 @@ class ExplainerApp(OpenAPI):
 
 
 def create_app(config: ApiConfig | None = None) -> ExplainerApp:
-    """Build the app: config, errors, auth, blueprints, and the models (loaded once)."""
+    """Build the app: config, errors, auth, blueprints, metrics, and the models (loaded once)."""
     config = config or ApiConfig.from_env()
     app = ExplainerApp(
         __name__,
@@ -67,6 +68,7 @@ def create_app(config: ApiConfig | None = None) -> ExplainerApp:
     _register_viewer(app)
     install_overload(app, config)
     state = Runtime(config)
+    install_metrics(app, state)  # after the overload gate: its 503 and 504 are counted
     app.extensions[EXTENSION] = state
     state.start()
     return app

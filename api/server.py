@@ -4,12 +4,20 @@ The master process only prepares the database tables and forks: it never creates
 Engine or touches `torch.cuda`. Each worker builds its own app (Engine, models) in
 `load()`, after the fork, and loads the models in a background thread so /healthz answers
 at once and /readyz turns 200 when they are ready.
+
+With several workers, Prometheus metrics are kept in prometheus_client's multiprocess mode:
+PROMETHEUS_MULTIPROC_DIR names a fresh temporary directory (or the caller's own, which must
+start empty), set before any worker imports prometheus_client, and a worker's live gauges
+are dropped when it exits.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -19,6 +27,7 @@ from api.db import create_db_engine, init_db
 from api.store import explanations  # noqa: F401 (registers the table on the metadata)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ExplainerServer(BaseApplication):
@@ -71,8 +80,32 @@ def serve(config: ApiConfig, host: str, port: int, workers: int, threads: int) -
         "loglevel": "info",
         # One shared ~/.gunicorn/gunicorn.ctl would clash between servers on one machine.
         "control_socket_disable": True,
+        "child_exit": _child_exit,
     }
-    ExplainerServer(worker_config(config, workers), options).run()
+    with metrics_directory(workers):
+        ExplainerServer(worker_config(config, workers), options).run()
+
+
+@contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """Several workers: PROMETHEUS_MULTIPROC_DIR, a temporary directory unless already set."""
+    if workers == 1 or MULTIPROC_ENV in os.environ:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="explainer-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """gunicorn's hook in the master when a worker exits: drop that worker's live gauges."""
+    if MULTIPROC_ENV in os.environ:
+        from prometheus_client import multiprocess  # only here: the master records no metrics
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def worker_config(config: ApiConfig, workers: int) -> ApiConfig:

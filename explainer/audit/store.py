@@ -254,6 +254,12 @@ class AuditStore:
         with self.engine.connect() as connection:
             return [_job(row) for row in connection.execute(query)]
 
+    def count_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status (one GROUP BY; statuses without jobs are absent)."""
+        query = select(jobs.c.status, func.count()).group_by(jobs.c.status)
+        with self.engine.connect() as connection:
+            return {status: int(count) for status, count in connection.execute(query)}
+
     def rows(self, job_id: str) -> list[Any]:
         """The job's input rows, as submitted."""
         with self.engine.connect() as connection:

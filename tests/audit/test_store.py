@@ -146,3 +146,13 @@ def test_finish(store: AuditStore) -> None:
     assert finished.finished_at is not None
     with pytest.raises(NotFound):
         store.claim(job.id, "w2")
+
+
+def test_count_by_status(store: AuditStore) -> None:
+    assert store.count_by_status() == {}
+    first, _ = submit(store)
+    submit(store)
+    cancelled, _ = submit(store)
+    store.cancel(cancelled.id, "alice")
+    store.claim(first.id, "w1")
+    assert store.count_by_status() == {"running": 1, "queued": 1, "cancelled": 1}
