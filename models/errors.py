@@ -71,6 +71,14 @@ class NotFound(ServiceError):
     title = "Not found"
 
 
+class NotYet(ServiceError):
+    """What was asked for does not exist yet, though its resource does (an audit's report
+    before its first rows are stored)."""
+
+    status = 409
+    title = "Not available yet"
+
+
 class ModelNotReady(ServiceError):
     """The model failed to load or is still loading."""
 

@@ -35,7 +35,7 @@ from explainer.audit import (
     validate,
 )
 from explainer.audit.io import MEDIA_TYPES, export, format_of, read_rows
-from models.errors import ErrorItem, InvalidInput, NotFound, PayloadTooLarge
+from models.errors import ErrorItem, InvalidInput, NotFound, NotYet, PayloadTooLarge
 
 bp = APIBlueprint("audits", __name__, abp_tags=[Tag(name="audits")])
 
@@ -295,14 +295,17 @@ def get_results(path: AuditPath, query: ResultsQuery) -> Response:
     summary="The audit's HTML report (self-contained, plots embedded)",
     responses={
         200: {"description": "HTML", "content": {"text/html": {"schema": {}}}},
-        **problem_responses(bp, 401, 404),
+        **problem_responses(bp, 401, 404, 409),
     },
 )
 def get_report(path: AuditPath) -> Response:
     state, store, job = _own_job(path.id)
     documents = list(store.results(job.id))
     if not documents:
-        raise NotFound("no rows explained yet")
+        later = "try again once its first rows are stored"
+        ended = "there is nothing to report"
+        reason = later if job.status in ("queued", "running") else ended
+        raise NotYet(f"the audit has no rows stored (status {job.status}): {reason}")
     handle, _ = state.model(job.model)
     html = audit_report(
         handle,

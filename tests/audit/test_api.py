@@ -17,6 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.routes import audits as audits_route
+from api.runtime import EXTENSION
 from explainer.audit.runner import rehearse
 from tests.api.conftest import AppFactory, app_factory
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
@@ -310,3 +311,16 @@ def test_too_many_rows(keyed: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> N
     )
     assert response.status_code == 422
     assert response.get_json()["errors"][0] == {"loc": ["data"], "msg": "at most 2 rows"}
+
+
+def test_a_report_before_any_row_is_stored_is_a_409(make_app: AppFactory) -> None:
+    app = make_app()
+    client = app.test_client()
+    store = audits_route._store(app, app.extensions[EXTENSION])
+    # A job no worker can run (no such model): queued, then failed, never with a row.
+    job, _ = store.submit("anonymous", "ghost", {"model": "ghost"}, [[0.0]])
+    report = client.get(f"/v1/audits/{job.id}/report")
+    assert report.status_code == 409, report.get_json()
+    assert report.mimetype == "application/problem+json"
+    assert "has no rows stored" in report.get_json()["detail"]
+    assert client.get("/v1/audits/0123456789abcdef/report").status_code == 404
