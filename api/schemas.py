@@ -186,6 +186,11 @@ class MethodOut(BaseModel):
     tree: dict[str, Any] | None = None
     segments: list[list[int]] | None = None
     segment_weights: list[float | None] | None = None
+    cached: bool | None = Field(
+        None,
+        description="true when the result came from the explanation cache (its timings_ms "
+        "entry is that of the run that computed it)",
+    )
 
 
 class ReasonCode(BaseModel):

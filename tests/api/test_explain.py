@@ -21,11 +21,12 @@ FAST = {"lime": {"num_samples": 200}}
 
 
 def numbers(response: dict[str, Any]) -> list[dict[str, Any]]:
-    """The explanations without what legitimately differs between calls (id, timings)."""
+    """The explanations without what legitimately differs between calls (id, timings,
+    whether the cache answered)."""
     out = []
     for instance in response["explanations"]:
         methods = {
-            name: {k: v for k, v in result.items() if k != "heatmap_url"}
+            name: {k: v for k, v in result.items() if k not in ("heatmap_url", "cached")}
             for name, result in instance["methods"].items()
         }
         out.append({**instance, "methods": methods, "timings_ms": sorted(instance["timings_ms"])})
@@ -116,6 +117,12 @@ def test_identical_requests_give_identical_numbers(
     ).get_json()
     assert numbers(again) == numbers(tabular_response)
     assert again["id"] != tabular_response["id"]
+    # The repeat comes from the explanation cache, and says so.
+    for first, repeated in zip(
+        tabular_response["explanations"], again["explanations"], strict=True
+    ):
+        assert all("cached" not in method for method in first["methods"].values())
+        assert all(method["cached"] is True for method in repeated["methods"].values())
     body = {"instances": [{"b64": base64.b64encode(png_bytes()).decode()}], "options": FAST}
     again = client.post(f"/v1/models/{IMAGE}/explain", json=body).get_json()
     assert numbers(again) == numbers(image_response)

@@ -39,7 +39,7 @@ def numbers(response: dict[str, Any]) -> list[Any]:
             **item,
             "timings_ms": None,
             "methods": {
-                name: {k: v for k, v in result.items() if k != "heatmap_url"}
+                name: {k: v for k, v in result.items() if k not in ("heatmap_url", "cached")}
                 for name, result in item["methods"].items()
             },
         }
