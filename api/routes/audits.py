@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from flask import Flask, Response, current_app, jsonify, request, url_for
+from flask import Flask, Response, current_app, jsonify, request, stream_with_context, url_for
 from flask.blueprints import BlueprintSetupState
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, ValidationError
@@ -34,7 +34,7 @@ from explainer.audit import (
     rehearse,
     validate,
 )
-from explainer.audit.io import MEDIA_TYPES, export, format_of, read_rows
+from explainer.audit.io import MEDIA_TYPES, export_texts, format_of, read_rows
 from models.errors import ErrorItem, InvalidInput, NotFound, NotYet, PayloadTooLarge
 
 bp = APIBlueprint("audits", __name__, abp_tags=[Tag(name="audits")])
@@ -277,16 +277,20 @@ def cancel_audit(path: AuditPath) -> Response:
 )
 def get_results(path: AuditPath, query: ResultsQuery) -> Response:
     state, store, job = _own_job(path.id)
-    documents = list(store.results(job.id, query.row))
-    if query.row is not None and not documents:
-        raise NotFound("no such row in this audit's results")
     handle, _ = state.model(job.model)
     classes = list(handle.spec.classes)
-    body = export(documents, query.format, classes)
-    response = Response(body, mimetype=MEDIA_TYPES[query.format])
-    if query.row is None:  # the whole set downloads as a file; one row shows inline
-        filename = f"audit-{job.id}.{query.format}"
-        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    mimetype = MEDIA_TYPES[query.format]
+    if query.row is not None:  # one row shows inline
+        texts = list(store.result_texts(job.id, query.row))
+        if not texts:
+            raise NotFound("no such row in this audit's results")
+        return Response(b"".join(export_texts(texts, query.format, classes)), mimetype=mimetype)
+    # The whole set downloads as a file, streamed from the database (100,000 rows of
+    # documents would take gigabytes held at once).
+    parts = export_texts(store.result_texts(job.id), query.format, classes)
+    response = Response(stream_with_context(parts), mimetype=mimetype)
+    filename = f"audit-{job.id}.{query.format}"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime
 import io
+import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,7 @@ MEDIA_TYPES: dict[ResultFormat, str] = {
     "csv": "text/csv",
     "parquet": "application/vnd.apache.parquet",
 }
+JSONL_BATCH = 1000  # rows per streamed part of a JSONL download
 
 
 def format_of(name: str) -> DataFormat:
@@ -176,8 +178,22 @@ def flat_record(document: dict[str, Any], classes: Sequence[str]) -> dict[str, A
     return record
 
 
+def export_texts(
+    texts: Iterable[str], fmt: ResultFormat, classes: Sequence[str]
+) -> Iterator[bytes]:
+    """Stored row documents (their compact JSON text, as the store keeps them) in `fmt`, in
+    parts to stream: JSONL a batch of lines at a time, never holding the whole set; CSV and
+    Parquet in one part, holding the flattened rows but never every document at once."""
+    if fmt != "jsonl":
+        yield export((json.loads(text) for text in texts), fmt, classes)
+        return
+    lines = iter(texts)
+    while batch := list(itertools.islice(lines, JSONL_BATCH)):
+        yield "".join(line + "\n" for line in batch).encode()
+
+
 def export(documents: Iterable[dict[str, Any]], fmt: ResultFormat, classes: Sequence[str]) -> bytes:
-    """Row documents as JSONL, or flattened as CSV or Parquet."""
+    """Row documents as JSONL, or flattened as CSV or Parquet (`documents` is read once)."""
     if fmt == "jsonl":
         lines = (json.dumps(d, allow_nan=False, separators=(",", ":")) for d in documents)
         return "".join(line + "\n" for line in lines).encode()

@@ -275,12 +275,17 @@ class AuditStore:
 
     def results(self, job_id: str, row: int | None = None) -> Iterator[dict[str, Any]]:
         """Stored row documents in row order (only row `row` when given)."""
+        return (json.loads(text) for text in self.result_texts(job_id, row))
+
+    def result_texts(self, job_id: str, row: int | None = None) -> Iterator[str]:
+        """Stored row documents as their compact JSON text, in row order, read from the
+        database a batch at a time (only row `row` when given)."""
         query = select(results.c.result).where(results.c.job_id == job_id)
         if row is not None:
             query = query.where(results.c.row_index == row)
+        streamed = query.order_by(results.c.row_index).execution_options(yield_per=1000)
         with self.engine.connect() as connection:
-            for text in connection.execute(query.order_by(results.c.row_index)).scalars():
-                yield json.loads(text)
+            yield from connection.execute(streamed).scalars()
 
     # ---- working on a job ----
 

@@ -72,9 +72,13 @@ def test_two_thousand_rows(make_app: AppFactory) -> None:
     assert any(s["eta_s"] is not None for s in seen if s["status"] == "running")
     assert final["timings"]["rows_per_s"] > 0
 
-    lines = client.get(f"{location}/results?format=jsonl").get_data().splitlines()
+    download = client.get(f"{location}/results?format=jsonl")
+    assert download.is_streamed  # read from the database a batch at a time
+    lines = download.get_data().splitlines()
     documents = [json.loads(line) for line in lines]
     assert [d["row"] for d in documents] == list(range(2000))
+    one = client.get(f"{location}/results?format=jsonl&row=1999").get_data()
+    assert json.loads(one) == documents[1999]
     assert set(documents[0]["methods"]) == {
         "saliency",
         "integrated_gradients",

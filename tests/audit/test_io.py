@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from explainer.audit.io import DataFormat, read_rows
+from explainer.audit.io import DataFormat, ResultFormat, export, export_texts, read_rows
 from models.errors import ErrorItem, InvalidInput
 
 ROWS: list[dict[str, Any]] = [
@@ -64,3 +65,15 @@ def test_unusable_values_are_refused(frame: pd.DataFrame, item: ErrorItem) -> No
     with pytest.raises(InvalidInput) as refused:
         read_rows(encoded(frame, "parquet"), "parquet")
     assert refused.value.errors == [item]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_stored_texts_export_as_the_documents_do(fmt: ResultFormat) -> None:
+    documents = [
+        {"row": i, "seed": i, "input": {"a": i / 3}, "error": {"title": "t", "detail": "d"}}
+        for i in range(2500)  # more than one JSONL part
+    ]
+    texts = [json.dumps(d, allow_nan=False, separators=(",", ":")) for d in documents]
+    parts = list(export_texts(iter(texts), fmt, ["no", "yes"]))
+    assert len(parts) == (3 if fmt == "jsonl" else 1)
+    assert b"".join(parts) == export(documents, fmt, ["no", "yes"])
