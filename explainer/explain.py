@@ -134,7 +134,7 @@ def _timed(name: str, ctx: MethodContext, instances: Sequence[int]) -> list[Expl
     try:
         explanations = REGISTRY[name](ctx)
     except ModelOutputNotFinite as error:  # instances as the context numbers them
-        items = [_in_request(item, instances) for item in error.errors]
+        items = [e.about_instance(lambda k: ("instances", instances[k])) for e in error.errors]
         raise ModelOutputNotFinite(error.detail, items) from None
     bad = [i for i, e in zip(instances, explanations, strict=True) if not e.is_finite()]
     if bad:
@@ -147,14 +147,6 @@ def _timed(name: str, ctx: MethodContext, instances: Sequence[int]) -> list[Expl
     for explanation in explanations:
         explanation.timing_ms = per_instance_ms
     return explanations
-
-
-def _in_request(item: ErrorItem, instances: Sequence[int]) -> ErrorItem:
-    """An error item about the context's instance k, about the request's `instances[k]`."""
-    loc = item.loc
-    if len(loc) >= 2 and loc[0] == "instances" and isinstance(loc[1], int):
-        return ErrorItem(("instances", instances[loc[1]], *loc[2:]), item.msg)
-    return item
 
 
 def _row_digests(inputs: torch.Tensor) -> list[str]:

@@ -6,6 +6,7 @@ them into RFC 9457 problem responses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -15,6 +16,13 @@ class ErrorItem:
 
     loc: tuple[str | int, ...]
     msg: str
+
+    def about_instance(self, where: Callable[[int], tuple[str | int, ...]]) -> ErrorItem:
+        """An item at `["instances", k, ...]` moved to `[*where(k), ...]`; others as they are."""
+        loc = self.loc
+        if len(loc) >= 2 and loc[0] == "instances" and isinstance(loc[1], int):
+            return ErrorItem((*where(loc[1]), *loc[2:]), self.msg)
+        return self
 
 
 @dataclass

@@ -178,10 +178,15 @@ def flat_record(document: dict[str, Any], classes: Sequence[str]) -> dict[str, A
     return record
 
 
+def document_json(document: dict[str, Any]) -> str:
+    """A row document as compact JSON: how the store keeps it and a JSONL line gives it."""
+    return json.dumps(document, allow_nan=False, separators=(",", ":"))
+
+
 def export_texts(
     texts: Iterable[str], fmt: ResultFormat, classes: Sequence[str]
 ) -> Iterator[bytes]:
-    """Stored row documents (their compact JSON text, as the store keeps them) in `fmt`, in
+    """Stored row documents (their `document_json` text, as the store keeps them) in `fmt`, in
     parts to stream: JSONL a batch of lines at a time, never holding the whole set; CSV and
     Parquet in one part, holding the flattened rows but never every document at once."""
     if fmt != "jsonl":
@@ -195,8 +200,7 @@ def export_texts(
 def export(documents: Iterable[dict[str, Any]], fmt: ResultFormat, classes: Sequence[str]) -> bytes:
     """Row documents as JSONL, or flattened as CSV or Parquet (`documents` is read once)."""
     if fmt == "jsonl":
-        lines = (json.dumps(d, allow_nan=False, separators=(",", ":")) for d in documents)
-        return "".join(line + "\n" for line in lines).encode()
+        return "".join(document_json(d) + "\n" for d in documents).encode()
     frame = pd.DataFrame([flat_record(document, classes) for document in documents])
     if "error" in frame:  # the reason a row was not explained comes last
         frame = frame[[column for column in frame.columns if column != "error"] + ["error"]]

@@ -102,7 +102,11 @@ def validate(handle: ModelHandle, spec: AuditSpec, rows: Sequence[Any]) -> None:
         try:
             handle.decode(chunk)
         except InvalidInput as exc:  # report locations in the whole data set
-            items = [_shift(item, start) for item in exc.errors]
+
+            def in_data(k: int, offset: int = start) -> tuple[str | int, ...]:
+                return ("data", k + offset)
+
+            items = [item.about_instance(in_data) for item in exc.errors]
             raise InvalidInput(exc.detail, items) from None
     column = spec.segment_by
     if column is not None and column not in handle.feature_names:
@@ -129,13 +133,6 @@ def rehearse(handle: ModelHandle, engine: Engine, spec: AuditSpec, row: Any) -> 
     seed = row_seed(spec.seed, 0)
     with contextlib.suppress(ModelOutputNotFinite):
         explain(handle, instance, methods, target, spec.options, seed, engine, use_cache=False)
-
-
-def _shift(item: ErrorItem, offset: int) -> ErrorItem:
-    loc = item.loc
-    if len(loc) >= 2 and loc[0] == "instances" and isinstance(loc[1], int):
-        loc = ("data", loc[1] + offset, *loc[2:])
-    return ErrorItem(loc, item.msg)
 
 
 def original_values(handle: ModelHandle, values: torch.Tensor) -> dict[str, float | str]:

@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from explainer.audit.io import document_json
 from models.errors import NotFound
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -235,8 +236,8 @@ class AuditStore:
 
     def submitted_as(self, job: Job, request: dict[str, Any], rows: Sequence[Any]) -> bool:
         """Whether `job` was submitted with this request and these rows (a retry of it)."""
-        as_stored: list[Any] = json.loads(json.dumps(list(rows), allow_nan=False))
-        return job.request == json.loads(json.dumps(request)) and self.rows(job.id) == as_stored
+        same_rows = self._data(job.id) == _pack(rows)  # `_pack` is deterministic
+        return same_rows and job.request == json.loads(json.dumps(request))
 
     def get(self, job_id: str, owner: str | None = None) -> Job:
         """The job `job_id` (only if `owner` owns it, when given), else NotFound."""
@@ -262,10 +263,13 @@ class AuditStore:
 
     def rows(self, job_id: str) -> list[Any]:
         """The job's input rows, as submitted."""
+        rows: list[Any] = json.loads(gzip.decompress(self._data(job_id)))
+        return rows
+
+    def _data(self, job_id: str) -> bytes:
         with self.engine.connect() as connection:
             blob = connection.execute(select(jobs.c.data).where(jobs.c.id == job_id)).scalar_one()
-        rows: list[Any] = json.loads(gzip.decompress(blob))
-        return rows
+        return bytes(blob)
 
     def stored_rows(self, job_id: str) -> set[int]:
         """Indices of the rows whose results are stored."""
@@ -278,7 +282,7 @@ class AuditStore:
         return (json.loads(text) for text in self.result_texts(job_id, row))
 
     def result_texts(self, job_id: str, row: int | None = None) -> Iterator[str]:
-        """Stored row documents as their compact JSON text, in row order, read from the
+        """Stored row documents as their `document_json` text, in row order, read from the
         database a batch at a time (only row `row` when given)."""
         query = select(results.c.result).where(results.c.job_id == job_id)
         if row is not None:
@@ -357,7 +361,7 @@ class AuditStore:
             {
                 "job_id": job_id,
                 "row_index": document["row"],
-                "result": json.dumps(document, allow_nan=False, separators=(",", ":")),
+                "result": document_json(document),
             }
             for document in documents
         ]
