@@ -323,7 +323,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     from explainer import Engine
     from explainer.audit import AuditStore, LocalExecutor, audit_report, run_job
-    from explainer.audit.io import RESULT_FORMATS, export
+    from explainer.audit.io import RESULT_FORMATS, export_texts
     from explainer.audit.runner import ChunkExecutor
     from explainer.audit.worker import worker_id
     from models.repository import default_repository_path
@@ -352,13 +352,14 @@ def _audit(args: argparse.Namespace) -> int:
     if job.status != "completed":
         print(f"explainer: audit {job.status}: {job.error or ''}", file=sys.stderr)
         return EXIT_FAILURE
-    documents = list(store.results(job.id))
     classes = list(handle.spec.classes)
-    for fmt in RESULT_FORMATS:
-        (args.out / f"results.{fmt}").write_bytes(export(documents, fmt, classes))
+    for fmt in RESULT_FORMATS:  # streamed from the store: never every document at once
+        with (args.out / f"results.{fmt}").open("wb") as file:
+            for part in export_texts(lambda: store.result_texts(job.id), fmt, classes):
+                file.write(part)
     report = audit_report(
         handle,
-        documents,
+        store.results(job.id),
         title=f"Audit of {args.data.name} with {handle.name}",
         status=job.status,
         total=job.total,

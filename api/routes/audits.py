@@ -8,6 +8,7 @@ job resumes after a crash once its lease expires. Another caller's audit is a 40
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from dataclasses import replace
@@ -284,10 +285,11 @@ def get_results(path: AuditPath, query: ResultsQuery) -> Response:
         texts = list(store.result_texts(job.id, query.row))
         if not texts:
             raise NotFound("no such row in this audit's results")
-        return Response(b"".join(export_texts(texts, query.format, classes)), mimetype=mimetype)
+        parts = export_texts(lambda: texts, query.format, classes)
+        return Response(b"".join(parts), mimetype=mimetype)
     # The whole set downloads as a file, streamed from the database (100,000 rows of
     # documents would take gigabytes held at once).
-    parts = export_texts(store.result_texts(job.id), query.format, classes)
+    parts = export_texts(lambda: store.result_texts(job.id), query.format, classes)
     response = Response(stream_with_context(parts), mimetype=mimetype)
     filename = f"audit-{job.id}.{query.format}"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -304,8 +306,9 @@ def get_results(path: AuditPath, query: ResultsQuery) -> Response:
 )
 def get_report(path: AuditPath) -> Response:
     state, store, job = _own_job(path.id)
-    documents = list(store.results(job.id))
-    if not documents:
+    documents = store.results(job.id)  # read once, a batch at a time, by the summary
+    first = next(documents, None)
+    if first is None:
         later = "try again once its first rows are stored"
         ended = "there is nothing to report"
         reason = later if job.status in ("queued", "running") else ended
@@ -313,7 +316,7 @@ def get_report(path: AuditPath) -> Response:
     handle, _ = state.model(job.model)
     html = audit_report(
         handle,
-        documents,
+        itertools.chain([first], documents),
         title=f"Audit {job.id} of {job.model}",
         status=job.status,
         total=job.total,

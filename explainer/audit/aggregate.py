@@ -12,7 +12,7 @@ predicted adverse rate and mean attribution are compared: the bias audit.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ MAX_NUMERIC_SEGMENTS = 10  # more distinct numeric values than this: quartile bi
 LOW_FIDELITY = 0.5  # tree surrogate fidelity R^2 below this is flagged
 HIGH_DELTA = 0.05  # IG convergence delta above this fraction of max(1, |score|) is flagged
 LOW_AGREEMENT = 0.0  # mean pairwise Spearman below this: the methods disagree
+SUMMARY_BATCH = 1000  # documents read into arrays at a time
 SEGMENT_METHODS = ("shap", "integrated_gradients", "lime", "tree", "occlusion", "saliency")
 
 
@@ -74,17 +75,17 @@ class UnexplainedRow:
     reason: str
 
 
-def unexplained_rows(documents: Sequence[dict[str, Any]]) -> list[UnexplainedRow]:
-    """The rows whose documents hold an `error` instead of explanations, in row order."""
-    return [
-        UnexplainedRow(
-            row=d["row"],
-            prediction=d["prediction"]["label"] if "prediction" in d else None,
-            reason=d["error"]["detail"],
-        )
-        for d in documents
-        if "error" in d
-    ]
+class NothingExplained(ValueError):
+    """No document of the audit holds explanations (every row failed, or none is stored)."""
+
+
+def unexplained_row(document: dict[str, Any]) -> UnexplainedRow:
+    """The row of a document holding an `error` instead of explanations, and why."""
+    return UnexplainedRow(
+        row=document["row"],
+        prediction=document["prediction"]["label"] if "prediction" in document else None,
+        reason=document["error"]["detail"],
+    )
 
 
 @dataclass
@@ -222,68 +223,142 @@ def _flags(summary: AuditSummary, scores: np.ndarray) -> list[Flag]:
     return sorted(flags, key=lambda f: (-len(f.reasons), f.row))
 
 
+@dataclass
+class _RowNumbers:
+    """What the summary reads from explained rows' documents, as arrays (row order kept)."""
+
+    rows: np.ndarray  # (N,)
+    inputs: np.ndarray  # (N, F)
+    attributions: dict[str, np.ndarray]  # method -> (N, F), toward the adverse class
+    probabilities: np.ndarray  # (N, C)
+    predicted: np.ndarray  # (N,)
+    quality: dict[str, dict[str, np.ndarray]]  # method -> key -> (N,)
+    scores: np.ndarray  # (N,)
+    segments: list[Any]  # (N,) the segment column's values ([] without one)
+
+    @classmethod
+    def read(
+        cls,
+        documents: Sequence[dict[str, Any]],
+        features: Sequence[str],
+        adverse: int | None,
+        categorical: dict[str, Sequence[str]],
+        complementary: bool,
+        segmented: bool,
+    ) -> _RowNumbers:
+        """The numbers of a batch of explained rows' documents (all with the same methods)."""
+        methods = list(documents[0]["methods"])
+        targets = [d["target"]["index"] for d in documents]
+        return cls(
+            rows=np.asarray([d["row"] for d in documents]),
+            inputs=np.asarray(
+                [
+                    [
+                        categorical[f].index(d["input"][f]) if f in categorical else d["input"][f]
+                        for f in features
+                    ]
+                    for d in documents
+                ],
+                dtype=np.float64,
+            ),
+            attributions={
+                m: np.stack(
+                    [
+                        _toward_adverse(
+                            np.asarray(d["methods"][m]["attributions"], dtype=np.float64),
+                            t,
+                            adverse,
+                            complementary,
+                        )
+                        for d, t in zip(documents, targets, strict=True)
+                    ]
+                )
+                for m in methods
+            },
+            probabilities=np.asarray(
+                [d["prediction"]["probabilities"] for d in documents], dtype=np.float64
+            ),
+            predicted=np.asarray([d["prediction"]["index"] for d in documents]),
+            quality={
+                m: {
+                    key: np.asarray(
+                        [d["methods"][m]["quality"][key] for d in documents], dtype=np.float64
+                    )
+                    for key in documents[0]["methods"][m]["quality"]
+                }
+                for m in methods
+            },
+            scores=np.asarray([d["score"] for d in documents], dtype=np.float64),
+            segments=[d["segment"] for d in documents] if segmented else [],
+        )
+
+    @classmethod
+    def joined(cls, parts: Sequence[_RowNumbers]) -> _RowNumbers:
+        """The batches' numbers as one set, in the batches' order."""
+        first = parts[0]
+        return cls(
+            rows=np.concatenate([p.rows for p in parts]),
+            inputs=np.concatenate([p.inputs for p in parts]),
+            attributions={
+                m: np.concatenate([p.attributions[m] for p in parts]) for m in first.attributions
+            },
+            probabilities=np.concatenate([p.probabilities for p in parts]),
+            predicted=np.concatenate([p.predicted for p in parts]),
+            quality={
+                m: {k: np.concatenate([p.quality[m][k] for p in parts]) for k in keys}
+                for m, keys in first.quality.items()
+            },
+            scores=np.concatenate([p.scores for p in parts]),
+            segments=[value for p in parts for value in p.segments],
+        )
+
+
 def summarise(
-    documents: Sequence[dict[str, Any]],
+    documents: Iterable[dict[str, Any]],
     features: Sequence[str],
     classes: Sequence[str],
     adverse: int | None = None,
     categorical: dict[str, Sequence[str]] | None = None,
     segment_by: str | None = None,
     complementary: bool = False,
+    unexplained: list[UnexplainedRow] | None = None,
 ) -> AuditSummary:
-    """The audit's summary of its explained rows (documents with an `error` are left out);
-    `categorical` maps a feature to its categories (display order); `complementary`: the two
-    classes' scores are complementary probabilities (see `targets.toward_class`)."""
-    documents = [d for d in documents if "error" not in d]
-    if not documents:
-        raise ValueError("no explained rows to summarise")
+    """The audit's summary of its explained rows, reading `documents` once, a batch at a time,
+    so that only their numbers are held (an audit's 100,000 documents would take gigabytes).
+
+    Documents with an `error` are left out (appended to `unexplained` when given);
+    NothingExplained when none is left. `categorical` maps a feature to its categories
+    (display order); `complementary`: the two classes' scores are complementary
+    probabilities (see `targets.toward_class`).
+    """
     categorical = categorical or {}
-    methods = list(documents[0]["methods"])
-    targets = [d["target"]["index"] for d in documents]
-    attributions = {
-        m: np.stack(
-            [
-                _toward_adverse(
-                    np.asarray(d["methods"][m]["attributions"], dtype=np.float64),
-                    t,
-                    adverse,
-                    complementary,
-                )
-                for d, t in zip(documents, targets, strict=True)
-            ]
-        )
-        for m in methods
-    }
-    inputs = np.asarray(
-        [
-            [
-                categorical[f].index(d["input"][f]) if f in categorical else d["input"][f]
-                for f in features
-            ]
-            for d in documents
-        ],
-        dtype=np.float64,
-    )
-    quality = {
-        m: {
-            key: np.asarray([d["methods"][m]["quality"][key] for d in documents], dtype=np.float64)
-            for key in documents[0]["methods"][m]["quality"]
-        }
-        for m in methods
-    }
+    parts: list[_RowNumbers] = []
+    stream = iter(documents)
+    while batch := list(itertools.islice(stream, SUMMARY_BATCH)):
+        explained = [d for d in batch if "error" not in d]
+        if unexplained is not None:
+            unexplained.extend(unexplained_row(d) for d in batch if "error" in d)
+        if explained:
+            numbers = _RowNumbers.read(
+                explained, features, adverse, categorical, complementary, segment_by is not None
+            )
+            parts.append(numbers)
+    if not parts:
+        raise NothingExplained("no explained rows to summarise")
+    numbers = _RowNumbers.joined(parts)
+    attributions = numbers.attributions
+    methods = list(attributions)
     summary = AuditSummary(
         features=list(features),
         classes=list(classes),
         adverse=adverse,
         methods=methods,
-        rows=np.asarray([d["row"] for d in documents]),
-        inputs=inputs,
+        rows=numbers.rows,
+        inputs=numbers.inputs,
         attributions=attributions,
-        probabilities=np.asarray(
-            [d["prediction"]["probabilities"] for d in documents], dtype=np.float64
-        ),
-        predicted=np.asarray([d["prediction"]["index"] for d in documents]),
-        quality=quality,
+        probabilities=numbers.probabilities,
+        predicted=numbers.predicted,
+        quality=numbers.quality,
     )
     summary.importance = {m: nan_mean(np.abs(a)) for m, a in attributions.items()}
     summary.importance_by_class = {
@@ -299,8 +374,8 @@ def summarise(
         for m1, m2 in itertools.combinations(methods, 2)
     }
     if segment_by is not None:
-        values = [d["segment"] for d in documents]
-        summary.disparity = _disparity(summary, segment_by, values, categorical.get(segment_by))
-    scores = np.asarray([d["score"] for d in documents], dtype=np.float64)
-    summary.flags = _flags(summary, scores)
+        summary.disparity = _disparity(
+            summary, segment_by, numbers.segments, categorical.get(segment_by)
+        )
+    summary.flags = _flags(summary, numbers.scores)
     return summary

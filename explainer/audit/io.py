@@ -13,13 +13,18 @@ import io
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from models.errors import ErrorItem, InvalidInput, LimitExceeded
 
@@ -38,7 +43,7 @@ MEDIA_TYPES: dict[ResultFormat, str] = {
     "csv": "text/csv",
     "parquet": "application/vnd.apache.parquet",
 }
-JSONL_BATCH = 1000  # rows per streamed part of a JSONL download
+EXPORT_BATCH = 1000  # rows per streamed part of a results download
 
 
 def format_of(name: str) -> DataFormat:
@@ -183,29 +188,139 @@ def document_json(document: dict[str, Any]) -> str:
     return json.dumps(document, allow_nan=False, separators=(",", ":"))
 
 
+@dataclass
+class _Columns:
+    """The flattened columns of a set of rows, in first-seen order, with the Python types of
+    their values (NoneType where a cell is missing), to give every batch the same columns."""
+
+    # Each distinct (column, value type) sequence and how many rows have it: an audit's rows
+    # share a few, so a row costs one tuple.
+    shapes: Counter[tuple[tuple[str, type], ...]] = field(default_factory=Counter)
+    row_numbers: set[int] = field(default_factory=set)  # the rows' `row` values
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.row_numbers.add(record["row"])
+        self.shapes[tuple(zip(record, map(type, record.values()), strict=True))] += 1
+
+    @cached_property
+    def types(self) -> dict[str, set[type]]:
+        """Each column's value types, the columns in first-seen order (read after `add`s)."""
+        types: dict[str, set[type]] = {}
+        for shape in self.shapes:
+            for name, kind in shape:
+                types.setdefault(name, set()).add(kind)
+        return types
+
+    @cached_property
+    def present(self) -> dict[str, int]:
+        """How many rows hold each column."""
+        present: Counter[str] = Counter()
+        for shape, count in self.shapes.items():
+            present.update(dict.fromkeys((name for name, _ in shape), count))
+        return dict(present)
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_numbers)
+
+    @property
+    def names(self) -> list[str]:
+        """Column names; the reason a row was not explained comes last."""
+        return [name for name in self.types if name != "error"] + (
+            ["error"] if "error" in self.types else []
+        )
+
+    def dtype(self, name: str) -> str:
+        """The dtype pandas infers for the column when it holds every row at once."""
+        types = self.types[name]
+        missing = self.present[name] < self.rows or type(None) in types
+        values = types - {type(None)}
+        if values == {int} and not missing:
+            return "int64"
+        if values and values <= {int, float}:
+            return "float64"
+        if values == {bool} and not missing:
+            return "bool"
+        return "object"
+
+    def arrow_type(self, name: str) -> pa.DataType:
+        """The column's Parquet type (text for a column mixing kinds of values)."""
+        dtype = self.dtype(name)
+        if dtype != "object":
+            return pa.from_numpy_dtype(np.dtype(dtype))
+        values = self.types[name] - {type(None)}
+        if not values:
+            return pa.null()
+        return pa.bool_() if values == {bool} else pa.string()
+
+
+def _flat_frame(
+    documents: Iterable[dict[str, Any]], classes: Sequence[str], columns: _Columns
+) -> pd.DataFrame:
+    """A batch of documents flattened, with the whole set's columns and dtypes."""
+    frame = pd.DataFrame([flat_record(d, classes) for d in documents])
+    frame = frame.reindex(columns=columns.names)
+    for name in columns.names:
+        dtype = columns.dtype(name)
+        if dtype == "object" and columns.arrow_type(name) == pa.string():
+            frame[name] = frame[name].map(lambda v: v if v is None or pd.isna(v) else str(v))
+        frame[name] = frame[name].astype(dtype)
+    return frame
+
+
+def _flat_parts(
+    texts: Callable[[], Iterable[str]], fmt: ResultFormat, classes: Sequence[str]
+) -> Iterator[bytes]:
+    """CSV or Parquet, a batch of rows at a time: a first reading of the texts finds the
+    rows, their columns and the columns' types; a second flattens and writes those rows."""
+    columns = _Columns()
+    for text in texts():
+        columns.add(flat_record(json.loads(text), classes))
+    schema = pa.schema([(name, columns.arrow_type(name)) for name in columns.names])
+    sink = io.BytesIO()
+    writer = pq.ParquetWriter(sink, schema) if fmt == "parquet" else None
+    # Rows stored since the first reading (an audit still running) are left out.
+    documents = (d for d in map(json.loads, texts()) if d["row"] in columns.row_numbers)
+    header = True
+    while batch := list(itertools.islice(documents, EXPORT_BATCH)):
+        frame = _flat_frame(batch, classes, columns)
+        if writer is None:
+            yield frame.to_csv(index=False, header=header).encode()
+            header = False
+            continue
+        writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+        yield _drained(sink)
+    if writer is None:
+        if header:  # no rows: the header alone
+            yield ",".join(columns.names).encode() + b"\n"
+        return
+    writer.close()
+    yield _drained(sink)
+
+
+def _drained(sink: io.BytesIO) -> bytes:
+    """What was written to `sink` so far, leaving it empty."""
+    data = sink.getvalue()
+    sink.seek(0)
+    sink.truncate()
+    return data
+
+
 def export_texts(
-    texts: Iterable[str], fmt: ResultFormat, classes: Sequence[str]
+    texts: Callable[[], Iterable[str]], fmt: ResultFormat, classes: Sequence[str]
 ) -> Iterator[bytes]:
     """Stored row documents (their `document_json` text, as the store keeps them) in `fmt`, in
-    parts to stream: JSONL a batch of lines at a time, never holding the whole set; CSV and
-    Parquet in one part, holding the flattened rows but never every document at once."""
+    parts to stream, never holding the whole set: JSONL a batch of lines at a time; CSV and
+    Parquet flattened to one column per value, a batch of rows at a time. `texts` gives the
+    texts anew on each call: CSV and Parquet read them twice."""
     if fmt != "jsonl":
-        yield export((json.loads(text) for text in texts), fmt, classes)
+        yield from _flat_parts(texts, fmt, classes)
         return
-    lines = iter(texts)
-    while batch := list(itertools.islice(lines, JSONL_BATCH)):
+    lines = iter(texts())
+    while batch := list(itertools.islice(lines, EXPORT_BATCH)):
         yield "".join(line + "\n" for line in batch).encode()
 
 
-def export(documents: Iterable[dict[str, Any]], fmt: ResultFormat, classes: Sequence[str]) -> bytes:
-    """Row documents as JSONL, or flattened as CSV or Parquet (`documents` is read once)."""
-    if fmt == "jsonl":
-        return "".join(document_json(d) + "\n" for d in documents).encode()
-    frame = pd.DataFrame([flat_record(document, classes) for document in documents])
-    if "error" in frame:  # the reason a row was not explained comes last
-        frame = frame[[column for column in frame.columns if column != "error"] + ["error"]]
-    if fmt == "csv":
-        return frame.to_csv(index=False).encode()
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
+def export(documents: Sequence[dict[str, Any]], fmt: ResultFormat, classes: Sequence[str]) -> bytes:
+    """Row documents as JSONL, or flattened as CSV or Parquet."""
+    return b"".join(export_texts(lambda: map(document_json, documents), fmt, classes))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,9 @@ from explainer.audit.aggregate import (
     LOW_FIDELITY,
     AuditSummary,
     Disparity,
+    NothingExplained,
     UnexplainedRow,
     summarise,
-    unexplained_rows,
 )
 from explainer.targets import complementary_scores
 from models.handle import ModelHandle
@@ -332,7 +332,7 @@ def render_report(summary: AuditSummary | None, context: ReportContext) -> str:
 
 def audit_report(
     handle: ModelHandle,
-    documents: Sequence[dict[str, Any]],
+    documents: Iterable[dict[str, Any]],
     *,
     title: str,
     status: str,
@@ -340,14 +340,14 @@ def audit_report(
     segment_by: str | None = None,
     row_link: RowLink | None = None,
 ) -> str:
-    """Summarise a tabular model's audit documents and render the report."""
+    """Summarise a tabular model's audit documents (read once, never all held) and render the
+    report."""
     tabular = handle.spec.tabular
     if tabular is None:
         raise ValueError("audit reports need a tabular model")
-    unexplained = unexplained_rows(documents)
-    summary = None
-    if len(unexplained) < len(documents):
-        summary = summarise(
+    unexplained: list[UnexplainedRow] = []
+    try:
+        summary: AuditSummary | None = summarise(
             documents,
             handle.feature_names,
             list(handle.spec.classes),
@@ -355,7 +355,10 @@ def audit_report(
             dict(tabular.categorical),
             segment_by,
             complementary_scores(handle),
+            unexplained,
         )
+    except NothingExplained:
+        summary = None
     model = f"{handle.name} {handle.spec.version} (sha256 {handle.sha256[:12]})"
     context = ReportContext(title, model, status, total, row_link, unexplained)
     return render_report(summary, context)

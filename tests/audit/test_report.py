@@ -16,6 +16,7 @@ from playwright.sync_api import Browser
 
 from explainer import Engine
 from explainer.audit import AuditSpec, AuditSummary, audit_report, explain_chunk, summarise
+from explainer.audit import aggregate
 from explainer.audit.aggregate import nan_mean
 from models import ModelHandle
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
@@ -95,6 +96,49 @@ def test_summary_numbers(summary: AuditSummary) -> None:
     ig_shap = summary.agreement[("integrated_gradients", "shap")]
     assert np.nanmedian(ig_shap) > 0.5  # two additive methods on the same logit agree
     assert summary.quality["tree"]["fidelity_r2"].shape == (ROWS,)
+
+
+def test_summary_read_a_batch_at_a_time_is_the_same(
+    credit: ModelHandle,
+    documents: list[dict],
+    summary: AuditSummary,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`summarise` reads its documents once, in batches (an audit's documents are never all
+    held): 7-row batches, read from a one-pass iterator with a failed row among them, give
+    the summary of every row at once."""
+    tabular = credit.spec.tabular
+    assert tabular is not None
+    monkeypatch.setattr(aggregate, "SUMMARY_BATCH", 7)
+    failed = {"row": ROWS, "seed": 0, "input": {}, "error": {"title": "t", "detail": "why"}}
+    unexplained: list = []
+    batched = summarise(
+        iter([*documents[:50], failed, *documents[50:]]),
+        credit.feature_names,
+        list(credit.spec.classes),
+        tabular.adverse_class,
+        dict(tabular.categorical),
+        "age_band",
+        unexplained=unexplained,
+    )
+    assert [u.row for u in unexplained] == [ROWS]
+    np.testing.assert_array_equal(batched.rows, summary.rows)
+    np.testing.assert_array_equal(batched.inputs, summary.inputs)
+    for method in summary.methods:
+        np.testing.assert_array_equal(batched.attributions[method], summary.attributions[method])
+        np.testing.assert_array_equal(batched.importance[method], summary.importance[method])
+        for key, values in summary.quality[method].items():
+            np.testing.assert_array_equal(batched.quality[method][key], values)
+    assert batched.disparity is not None and summary.disparity is not None
+    for a, b in zip(batched.disparity.segments, summary.disparity.segments, strict=True):
+        assert (a.label, a.count, a.mean_adverse_probability, a.adverse_rate) == (
+            b.label,
+            b.count,
+            b.mean_adverse_probability,
+            b.adverse_rate,
+        )
+        np.testing.assert_array_equal(a.mean_attribution["shap"], b.mean_attribution["shap"])
+    assert batched.flags == summary.flags
 
 
 @pytest.mark.slow
