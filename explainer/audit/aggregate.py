@@ -49,12 +49,16 @@ class Disparity:
     highest: str  # segment with the highest mean adverse probability
     lowest: str
     probability_gap: float  # highest - lowest mean adverse probability
-    rate_ratio: float  # lowest / highest predicted adverse rate (disparate impact ratio)
+    # lowest / highest rate of the favourable outcome (not predicted adverse): the disparate
+    # impact ratio; without an adverse class, of the rate predicted as the scored class
+    rate_ratio: float
     method: str  # whose attributions the gaps compare
     attribution_gaps: np.ndarray  # (F,) max - min over segments of the mean attribution
 
     def largest_gaps(self, features: Sequence[str], count: int = 3) -> list[tuple[str, float]]:
-        order = np.argsort(-self.attribution_gaps, kind="stable")[:count]
+        """The `count` largest known gaps, largest first (features without one left out)."""
+        known = np.flatnonzero(np.isfinite(self.attribution_gaps))
+        order = known[np.argsort(-self.attribution_gaps[known], kind="stable")][:count]
         return [(features[i], float(self.attribution_gaps[i])) for i in order]
 
 
@@ -98,7 +102,7 @@ class AuditSummary:
     methods: list[str]
     rows: np.ndarray  # (N,) row indices
     inputs: np.ndarray  # (N, F) feature values, categories as their index
-    attributions: dict[str, np.ndarray]  # method -> (N, F)
+    attributions: dict[str, np.ndarray]  # method -> (N, F), toward the scored class (or NaN)
     probabilities: np.ndarray  # (N, C)
     predicted: np.ndarray  # (N,) predicted class index
     quality: dict[str, dict[str, np.ndarray]]  # method -> quality key -> (N,)
@@ -111,7 +115,14 @@ class AuditSummary:
     @property
     def scored_class(self) -> int:
         """The class whose probability the report tracks: the adverse one, else the last."""
-        return self.adverse if self.adverse is not None else len(self.classes) - 1
+        return scored_class(self.classes, self.adverse)
+
+    @property
+    def unreadable_rows(self) -> int:
+        """Rows whose attributions cannot be read toward the scored class (explained toward
+        another class of a logit or many-class model): left out of the attribution views."""
+        first = next(iter(self.attributions.values()))
+        return int(np.isnan(first).all(axis=1).sum())
 
     @property
     def row_agreement(self) -> np.ndarray:
@@ -130,13 +141,14 @@ def nan_mean(values: np.ndarray) -> np.ndarray:
     return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
 
 
-def _toward_adverse(
-    values: np.ndarray, target: int, adverse: int | None, complementary: bool
-) -> np.ndarray:
-    """A row's attributions toward the adverse class; NaN where they cannot be read so."""
-    if adverse is None:
-        return values
-    toward = toward_class(values, target, adverse, complementary)
+def scored_class(classes: Sequence[str], adverse: int | None) -> int:
+    """The class the report tracks: the adverse one, else the last."""
+    return adverse if adverse is not None else len(classes) - 1
+
+
+def _toward(values: np.ndarray, target: int, scored: int, complementary: bool) -> np.ndarray:
+    """A row's attributions toward the scored class; NaN where they cannot be read so."""
+    toward = toward_class(values, target, scored, complementary)
     return np.full_like(values, np.nan) if toward is None else toward
 
 
@@ -151,35 +163,77 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, (ra * rb).sum(axis=1) / denominator, np.nan)
 
 
-def _segment_labels(
+MISSING_SEGMENT = "missing"  # the segment of rows without a value in the segment column
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number_label(value: float) -> str:
+    """A number as a segment label: 1 and 1.0 alike, never rounded."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+
+
+def _bin_names(edges: np.ndarray) -> list[str]:
+    """Quartile bin labels with exact edges (the shortest text that reads back as the edge:
+    a rounded edge could show a row in the wrong bin, or two bins alike)."""
+    shown = [np.format_float_positional(e, unique=True, trim="-") for e in edges]
+    last = len(edges) - 2
+    return [f"[{shown[i]}, {shown[i + 1]}{']' if i == last else ')'}" for i in range(last + 1)]
+
+
+def _segment_codes(
     values: list[Any], categories: Sequence[str] | None
-) -> tuple[list[str], list[str]]:
-    """(label per row, labels in display order); many numeric values become quartile bins."""
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    if numeric and len(set(values)) > MAX_NUMERIC_SEGMENTS:
-        array = np.asarray(values, dtype=np.float64)
-        edges = np.unique(np.quantile(array, [0.0, 0.25, 0.5, 0.75, 1.0]))
-        bins = np.clip(np.searchsorted(edges, array, side="right") - 1, 0, len(edges) - 2)
-        names = [
-            f"[{edges[i]:.4g}, {edges[i + 1]:.4g}{']' if i == len(edges) - 2 else ')'}"
-            for i in range(len(edges) - 1)
-        ]
-        return [names[b] for b in bins], names
-    labels = [str(v) for v in values]
-    present = set(labels)
-    order = [c for c in categories or () if c in present] or sorted(present)
-    return labels, order
+) -> tuple[np.ndarray, list[str]]:
+    """(each row's segment index, segment labels in display order).
+
+    Missing values (None) make a segment of their own, shown last. Numbers with more than
+    MAX_NUMERIC_SEGMENTS distinct values are cut into quartile bins; fewer distinct numbers
+    are a segment each, in numeric order (1 and 1.0 are one segment). Other values are
+    segments by their text, in the model's category order when it has one, else sorted.
+    """
+    present = [v for v in values if v is not None]
+    labels: list[str | None]
+    if present and all(_is_number(v) for v in present):
+        numbers = np.asarray([np.nan if v is None else float(v) for v in values])
+        distinct = np.unique(numbers[~np.isnan(numbers)])
+        if len(distinct) > MAX_NUMERIC_SEGMENTS:
+            known = numbers[~np.isnan(numbers)]
+            edges = np.unique(np.quantile(known, [0.0, 0.25, 0.5, 0.75, 1.0]))
+            bins = np.clip(np.searchsorted(edges, numbers, side="right") - 1, 0, len(edges) - 2)
+            order = _bin_names(edges)
+            labels = [None if np.isnan(x) else order[b] for x, b in zip(numbers, bins, strict=True)]
+        else:
+            order = [_number_label(x) for x in distinct]
+            labels = [None if v is None else _number_label(v) for v in values]
+    else:
+        labels = [None if v is None else str(v) for v in values]
+        texts = {label for label in labels if label is not None}
+        known = [c for c in categories or () if c in texts]
+        order = known + sorted(texts.difference(known))
+    if None in labels:
+        order = [*order, MISSING_SEGMENT if MISSING_SEGMENT not in order else "(missing)"]
+    index = {label: i for i, label in enumerate(order)}
+    codes = np.asarray([len(order) - 1 if label is None else index[label] for label in labels])
+    return codes, order
+
+
+def _favourable_rates(segments: Sequence[Segment], adverse: int | None) -> list[float]:
+    """Per segment, the share of rows with the favourable outcome (not predicted adverse)
+    when the model declares an adverse class, else the share predicted as the scored class."""
+    return [1.0 - s.adverse_rate if adverse is not None else s.adverse_rate for s in segments]
 
 
 def _disparity(
     summary: AuditSummary, column: str, values: list[Any], categories: Sequence[str] | None
 ) -> Disparity:
-    labels, order = _segment_labels(values, categories)
-    label_array = np.asarray(labels)
+    codes, order = _segment_codes(values, categories)
     scored = summary.scored_class
     segments = []
-    for label in order:
-        mask = label_array == label
+    for code, label in enumerate(order):
+        mask = codes == code
         segments.append(
             Segment(
                 label=label,
@@ -190,9 +244,9 @@ def _disparity(
             )
         )
     by_probability = sorted(segments, key=lambda s: s.mean_adverse_probability)
-    rates = [s.adverse_rate for s in segments]
+    rates = _favourable_rates(segments, summary.adverse)
     method = next(m for m in (*SEGMENT_METHODS, *summary.methods) if m in summary.methods)
-    means = np.stack([s.mean_attribution[method] for s in segments])  # (S, F)
+    means = np.stack([s.mean_attribution[method] for s in segments])  # (S, F), NaN: no rows
     return Disparity(
         column=column,
         segments=segments,
@@ -202,8 +256,16 @@ def _disparity(
         - by_probability[0].mean_adverse_probability,
         rate_ratio=min(rates) / max(rates) if max(rates) > 0 else 1.0,
         method=method,
-        attribution_gaps=means.max(axis=0) - means.min(axis=0),
+        attribution_gaps=_spread(means),
     )
+
+
+def _spread(means: np.ndarray) -> np.ndarray:
+    """(F,) max - min over the segments whose mean is known; NaN where fewer than one is."""
+    known = np.isfinite(means)
+    high = np.where(known, means, -np.inf).max(axis=0)
+    low = np.where(known, means, np.inf).min(axis=0)
+    return np.where(known.any(axis=0), high - low, np.nan)
 
 
 def _flags(summary: AuditSummary, scores: np.ndarray) -> list[Flag]:
@@ -229,7 +291,7 @@ class _RowNumbers:
 
     rows: np.ndarray  # (N,)
     inputs: np.ndarray  # (N, F)
-    attributions: dict[str, np.ndarray]  # method -> (N, F), toward the adverse class
+    attributions: dict[str, np.ndarray]  # method -> (N, F), toward the scored class
     probabilities: np.ndarray  # (N, C)
     predicted: np.ndarray  # (N,)
     quality: dict[str, dict[str, np.ndarray]]  # method -> key -> (N,)
@@ -241,7 +303,7 @@ class _RowNumbers:
         cls,
         documents: Sequence[dict[str, Any]],
         features: Sequence[str],
-        adverse: int | None,
+        scored: int,
         categorical: dict[str, Sequence[str]],
         complementary: bool,
         segmented: bool,
@@ -264,10 +326,10 @@ class _RowNumbers:
             attributions={
                 m: np.stack(
                     [
-                        _toward_adverse(
+                        _toward(
                             np.asarray(d["methods"][m]["attributions"], dtype=np.float64),
                             t,
-                            adverse,
+                            scored,
                             complementary,
                         )
                         for d, t in zip(documents, targets, strict=True)
@@ -340,7 +402,12 @@ def summarise(
             unexplained.extend(unexplained_row(d) for d in batch if "error" in d)
         if explained:
             numbers = _RowNumbers.read(
-                explained, features, adverse, categorical, complementary, segment_by is not None
+                explained,
+                features,
+                scored_class(classes, adverse),
+                categorical,
+                complementary,
+                segment_by is not None,
             )
             parts.append(numbers)
     if not parts:

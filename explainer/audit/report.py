@@ -131,7 +131,7 @@ def _importance(summary: AuditSummary) -> str:
     return _section(
         "importance",
         "Global importance",
-        note,
+        note + _left_out(summary),
         _image(plots.importance_png(summary), "global importance per method"),
         _table(header, rows),
     )
@@ -165,6 +165,34 @@ def _classes(summary: AuditSummary, method: str) -> str:
     )
 
 
+def _rate_ratio(summary: AuditSummary, disparity: Disparity) -> str:
+    """The disparate impact sentence: on favourable outcomes when the model names its adverse
+    class (the four-fifths rule compares selection rates), else on the tracked class."""
+    label = _e(summary.classes[summary.scored_class])
+    ratio = f"<strong>{disparity.rate_ratio:.2f}</strong>"
+    if summary.adverse is None:
+        return f"Ratio of the lowest to the highest predicted {label} rate: {ratio}."
+    return (
+        "Ratio of the lowest to the highest rate of favourable outcomes (predicted other than "
+        f"{label}): {ratio} (below 0.8 fails the four-fifths rule of thumb)."
+    )
+
+
+def _left_out(summary: AuditSummary) -> str:
+    """A note on the rows the attribution views leave out, when there are any."""
+    count = summary.unreadable_rows
+    if not count:
+        return ""
+    label = _e(summary.classes[summary.scored_class])
+    return (
+        f'<p class="note" id="left-out">{count} of {len(summary.rows)} rows were explained '
+        f"toward another class than {label}, and their attributions cannot be read toward "
+        f"{label} (the model's scores are logits or it has more than two classes): the "
+        "attribution views (importance, distributions, segments, agreement) leave them out. "
+        f"Audit with <code>target</code> {label} to include them.</p>"
+    )
+
+
 def _segments(summary: AuditSummary, disparity: Disparity) -> str:
     label = summary.classes[summary.scored_class]
     gaps = {name for name, _ in disparity.largest_gaps(summary.features, GAP_HIGHLIGHTS)}
@@ -195,9 +223,7 @@ def _segments(summary: AuditSummary, disparity: Disparity) -> str:
         "has the highest "
         f"mean P({_e(label)}) ({max(s.mean_adverse_probability for s in disparity.segments):.3f}), "
         f'<span class="gap">{_e(disparity.lowest)}</span> the lowest: a gap of '
-        f"<strong>{disparity.probability_gap:.3f}</strong>. Ratio of the lowest to the highest "
-        f"predicted {_e(label)} rate: <strong>{disparity.rate_ratio:.2f}</strong> "
-        "(below 0.8 fails the four-fifths rule of thumb).</p>"
+        f"<strong>{disparity.probability_gap:.3f}</strong>. {_rate_ratio(summary, disparity)}</p>"
     )
     caption = (
         f'<p class="note">Per segment: rows, mean predicted P({_e(label)}), the share predicted '

@@ -237,3 +237,18 @@ def test_the_orientation_applies_despite_a_malformed_tag_beside_it() -> None:
     stored[:, :8] = 255  # the left third white: after turning, the top third
     pixels = decode_one(image_spec(24, 16), encode(Image.fromarray(stored), "PNG", exif=block))
     assert (pixels[:, :8] == 1.0).all() and (pixels[:, 8:] == 0.0).all()
+
+
+def test_an_alpha_channel_is_dropped_as_pillow_converts_it() -> None:
+    """Transparent pixels keep the colour stored under them (README: not composited), as
+    `Image.open(f).convert("RGB")` gives them in most training code."""
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)
+    rgba[..., :3] = random_rgb(8, 8)
+    rgba[:4, ..., 3] = 0  # the top half fully transparent
+    rgba[4:, ..., 3] = 255
+    data = encode(Image.fromarray(rgba, "RGBA"), "PNG")
+    expected = rgba[..., :3].transpose(2, 0, 1).astype(np.float32) / 255.0
+    np.testing.assert_array_equal(decode_one(image_spec(8, 8), data), expected)
+    grey = decode_one(image_spec(8, 8, channels=1), data)
+    pillow = Image.open(io.BytesIO(data)).convert("L")
+    np.testing.assert_array_equal(grey[0], np.asarray(pillow, dtype=np.float32) / 255.0)
