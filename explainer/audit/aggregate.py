@@ -1,8 +1,9 @@
 """Audit summaries from the per-row documents: importance, segments, agreement, flags.
 
-Attributions are read toward the model's adverse class where it declares one (as for reason
-codes: a two-class probability model's other target is sign-flipped; rows whose target's
-attributions cannot be read so, logits or more classes, are left out of the means); global
+Attributions are read toward the model's adverse class (the last class when it declares
+none), as for reason codes: a two-class probability model's other target is sign-flipped;
+rows whose target's attributions cannot be read so, logits or more classes, are left out of
+the attribution views. Global
 importance is the mean |attribution| per feature. Method agreement is the Spearman rank
 correlation of two methods' |attributions| within a row. A segment column (a feature or an
 extra column) splits the rows into groups whose mean predicted adverse probability,
