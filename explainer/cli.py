@@ -301,7 +301,11 @@ def _audit_job(
 
     if not args.data.is_file():
         raise UsageError(f"{args.data}: no such file")
-    rows = read_file(args.data)
+    tabular = handle.spec.tabular
+    numeric = (
+        [] if tabular is None else [f for f in tabular.features if f not in tabular.categorical]
+    )
+    rows = read_file(args.data, numeric=numeric)  # a CSV's numbers in those columns, as numbers
     existing = store.jobs_of(AUDIT_OWNER)
     if not existing:
         if args.resume:

@@ -36,6 +36,7 @@ from explainer.audit import (
     validate,
 )
 from explainer.audit.io import MEDIA_TYPES, export_texts, format_of, read_rows
+from models import ModelHandle
 from models.errors import ErrorItem, InvalidInput, NotFound, NotYet, PayloadTooLarge
 
 bp = APIBlueprint("audits", __name__, abp_tags=[Tag(name="audits")])
@@ -132,12 +133,21 @@ def _iso(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
+FRACTION_DIGITS = 4  # progress.fraction's decimals
+
+
 def _document(job: Job) -> dict[str, Any]:
     now = time.time()
     end = job.finished_at or now
     elapsed = end - job.started_at if job.started_at is not None else None
-    rate = job.done / elapsed if elapsed and job.done else None
+    # The rate counts the time spent explaining: a job resumed after its server was down
+    # for hours has not been that slow (wall time since it started, when none is recorded).
+    spent = job.compute_s if job.compute_s > 0 else elapsed
+    rate = job.done / spent if spent and job.done else None
     eta = (job.total - job.done) / rate if rate and job.status == "running" else None
+    # Rounded down, so that 1.0 means every row is done (99,999 of 100,000 is 0.9999).
+    scale = 10**FRACTION_DIGITS
+    fraction = job.done * scale // job.total / scale
     return {
         "id": job.id,
         "model": job.model,
@@ -145,7 +155,7 @@ def _document(job: Job) -> dict[str, Any]:
         "progress": {
             "done": job.done,
             "total": job.total,
-            "fraction": round(job.done / job.total, 4),
+            "fraction": fraction,
             "failed": job.failed,
         },
         "eta_s": None if eta is None else round(eta, 1),
@@ -166,7 +176,15 @@ def _document(job: Job) -> dict[str, Any]:
     }
 
 
-def _read_request() -> tuple[AuditSpec, list[Any]]:
+def _numeric_features(handle: ModelHandle) -> list[str]:
+    """The model's numeric features: its features but the categorical ones."""
+    tabular = handle.spec.tabular
+    if tabular is None:
+        return []
+    return [name for name in tabular.features if name not in tabular.categorical]
+
+
+def _read_request(state: Runtime) -> tuple[AuditSpec, list[Any]]:
     """The audit request: JSON with instances, or multipart with a data file."""
     if request.mimetype == JSON_MIME:
         data = request.get_json()
@@ -184,12 +202,13 @@ def _read_request() -> tuple[AuditSpec, list[Any]]:
     content = upload.read(MAX_FILE_BYTES + 1)
     if len(content) > MAX_FILE_BYTES:
         raise PayloadTooLarge(f"the data file is larger than {MAX_FILE_BYTES} bytes")
-    rows = read_rows(content, format_of(upload.filename or ""), MAX_ROWS)
+    fmt = format_of(upload.filename or "")
     try:
         spec = AuditSpec.model_validate(data)
     except ValidationError as error:
         raise invalid_input(error, (REQUEST_FIELD,)) from None
-    return spec, rows
+    handle, _ = state.model(spec.model)  # its numeric features: how to read a CSV file
+    return spec, read_rows(content, fmt, MAX_ROWS, _numeric_features(handle))
 
 
 def _own_job(id_: str) -> tuple[Runtime, AuditStore, Job]:
@@ -221,7 +240,7 @@ def _idempotency_key() -> str | None:
 )
 def create_audit() -> Response:
     state = runtime()
-    spec, rows = _read_request()
+    spec, rows = _read_request(state)
     handle, engine = state.model(spec.model)
     limits = replace(model_limits(state.config, handle), max_instances=MAX_ROWS)
     check_limits(limits, len(rows), spec.options)
@@ -230,11 +249,14 @@ def create_audit() -> Response:
     store = _store(current_app, state)
     submitted = spec.model_dump(mode="json")
     job = store.by_key(_owner(), key) if key is not None else None
+    created = False
     if job is None:
         with state.slot():
             rehearse(handle, engine, spec, rows[0])
-        job, _ = store.submit(_owner(), handle.name, submitted, rows, key)
-    elif not store.submitted_as(job, submitted, rows):
+        # A concurrent POST with the same key may have stored its job since the lookup:
+        # then this one is not created, and must be a retry of that one.
+        job, created = store.submit(_owner(), handle.name, submitted, rows, key)
+    if not created and not store.submitted_as(job, submitted, rows):
         raise InvalidInput(
             "this Idempotency-Key was used for a different audit request",
             [ErrorItem((IDEMPOTENCY_HEADER,), "already used with another request body")],

@@ -13,8 +13,9 @@ import io
 import itertools
 import json
 import math
+import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -57,8 +58,19 @@ def format_of(name: str) -> DataFormat:
     return fmt
 
 
+class _NonFinite(ValueError):
+    """NaN, Infinity, or a number too large for a float."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+    raise _NonFinite(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: json.loads would give inf
+        raise _NonFinite("overflow")
+    return value
 
 
 def _jsonl_rows(data: bytes) -> list[Any]:
@@ -67,10 +79,17 @@ def _jsonl_rows(data: bytes) -> list[Any]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line, parse_constant=_reject_constant))
+            rows.append(
+                json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
+            )
+        except _NonFinite:
+            raise InvalidInput(
+                "NaN, Infinity and out-of-range numbers are not allowed",
+                [ErrorItem(("data", number), "numbers must be finite")],
+            ) from None
         except ValueError:
             raise InvalidInput(
-                "invalid JSONL", [ErrorItem(("data", number), "not valid JSON (NaN refused)")]
+                "invalid JSONL", [ErrorItem(("data", number), "not valid JSON")]
             ) from None
     return rows
 
@@ -94,9 +113,34 @@ def _unusable(row: int, column: str, msg: str) -> InvalidInput:
     return InvalidInput("unusable value in the audit data", [ErrorItem(("data", row, column), msg)])
 
 
-def _column(name: str, series: pd.Series) -> list[Any]:
-    """A column's cells as JSON values (missing cells None, numbers exact, dates ISO)."""
+# A decimal number as written in a CSV cell: an optional sign, digits with an optional point
+# and fraction (or a point and a fraction), an optional exponent.
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _number(value: Any) -> Any:
+    """A string spelling a decimal number as that number (int for an integer literal)."""
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value):
+        return value
+    if _INTEGER.fullmatch(value):
+        try:
+            return int(value)
+        except ValueError:  # more digits than Python converts: as a float, too large
+            pass
+    return float(value)
+
+
+def _column(name: str, series: pd.Series, numeric: bool = False) -> list[Any]:
+    """A column's cells as JSON values (missing cells None, numbers exact, dates ISO).
+
+    `numeric`: the column is a numeric feature's, whose cells that spell a number are read as
+    numbers even when another cell is not one (pandas then reads them all as strings), so
+    that only the cells that are really not numbers are refused.
+    """
     values: list[Any] = series.astype(object).where(series.notna(), None).tolist()
+    if numeric and series.dtype.kind not in "biuf":
+        values = [_number(value) for value in values]
     if series.dtype.kind in "biu":  # integers and booleans: exact Python values already
         return values
     if series.dtype.kind == "f":  # Python floats already; refuse infinities
@@ -113,20 +157,32 @@ def _column(name: str, series: pd.Series) -> list[Any]:
     return cells
 
 
-def _records(frame: pd.DataFrame) -> list[Any]:
-    """Rows as JSON objects keyed by column name, values exact (no JSON round trip)."""
+def _records(frame: pd.DataFrame, numeric: Collection[str] = ()) -> list[Any]:
+    """Rows as JSON objects keyed by column name, values exact (no JSON round trip);
+    strings spelling numbers in the `numeric` columns read as numbers."""
     names = [str(name) for name in frame.columns]
-    columns = [_column(name, frame.iloc[:, i]) for i, name in enumerate(names)]
+    columns = [_column(name, frame.iloc[:, i], name in numeric) for i, name in enumerate(names)]
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
-def read_rows(data: bytes, fmt: DataFormat, max_rows: int | None = None) -> list[Any]:
-    """The rows of a CSV, Parquet or JSONL file's bytes (at most `max_rows`)."""
+def read_rows(
+    data: bytes,
+    fmt: DataFormat,
+    max_rows: int | None = None,
+    numeric: Collection[str] = (),
+) -> list[Any]:
+    """The rows of a CSV, Parquet or JSONL file's bytes (at most `max_rows`).
+
+    `numeric` names the model's numeric features: in a CSV file, a column of theirs with a
+    cell that is not a number is read as strings by pandas, and its cells that spell decimal
+    numbers are turned back into numbers, so that a bad row is refused naming that row's
+    cell. Other columns (category names may be digits) and other formats are left as read.
+    """
     try:
         if fmt == "jsonl":
             rows = _jsonl_rows(data)
         elif fmt == "csv":
-            rows = _records(pd.read_csv(io.BytesIO(data)))
+            rows = _records(pd.read_csv(io.BytesIO(data)), frozenset(numeric))
         else:
             rows = _records(pd.read_parquet(io.BytesIO(data)))
     except InvalidInput:
@@ -144,9 +200,9 @@ def read_rows(data: bytes, fmt: DataFormat, max_rows: int | None = None) -> list
     return rows
 
 
-def read_file(path: Path, max_rows: int | None = None) -> list[Any]:
-    """The rows of a data file, its format taken from the suffix."""
-    return read_rows(path.read_bytes(), format_of(path.name), max_rows)
+def read_file(path: Path, max_rows: int | None = None, numeric: Collection[str] = ()) -> list[Any]:
+    """The rows of a data file, its format taken from the suffix (`numeric`: see read_rows)."""
+    return read_rows(path.read_bytes(), format_of(path.name), max_rows, numeric)
 
 
 def flat_record(document: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:

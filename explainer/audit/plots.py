@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
+from typing import ParamSpec
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -12,6 +16,22 @@ from explainer.audit.aggregate import AuditSummary, Disparity
 
 MAX_POINTS = 1500  # beeswarm points per feature (a seeded subsample beyond)
 DPI = 90
+
+P = ParamSpec("P")
+
+
+def _literal(plot: Callable[P, bytes]) -> Callable[P, bytes]:
+    """Draw `plot` with its texts shown as they are: labels come from the data (segment
+    values, column and feature names), where a `$` must not start mathtext, which an invalid
+    expression (`$^$`) would make fail. Texts take the setting when they are created, tick
+    labels possibly while the figure is saved: both happen within the plot function."""
+
+    @functools.wraps(plot)
+    def literal(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return literal
 
 
 def _png(figure: Figure) -> bytes:
@@ -25,6 +45,7 @@ def _height(rows: float) -> float:
     return 1.2 + 0.35 * rows
 
 
+@_literal
 def importance_png(summary: AuditSummary) -> bytes:
     """Mean |attribution| per feature and method, each method normalised to sum 1."""
     features, methods = summary.features, summary.methods
@@ -43,6 +64,7 @@ def importance_png(summary: AuditSummary) -> bytes:
     return _png(figure)
 
 
+@_literal
 def beeswarm_png(summary: AuditSummary, method: str) -> bytes:
     """Each row's attribution per feature, coloured by the feature's value (rank within it)."""
     values = summary.attributions[method]
@@ -70,6 +92,7 @@ def beeswarm_png(summary: AuditSummary, method: str) -> bytes:
     return _png(figure)
 
 
+@_literal
 def class_importance_png(summary: AuditSummary, method: str) -> bytes:
     """Mean |attribution| per feature for the rows predicted as each class."""
     by_class = summary.importance_by_class[method]
@@ -86,6 +109,7 @@ def class_importance_png(summary: AuditSummary, method: str) -> bytes:
     return _png(figure)
 
 
+@_literal
 def segment_probability_png(disparity: Disparity, class_label: str) -> bytes:
     """Mean predicted probability of the adverse class per segment; extremes highlighted."""
     labels = [s.label for s in disparity.segments]
@@ -106,10 +130,12 @@ def segment_probability_png(disparity: Disparity, class_label: str) -> bytes:
     return _png(figure)
 
 
+@_literal
 def segment_attribution_png(disparity: Disparity, features: list[str]) -> bytes:
     """Mean signed attribution per segment and feature (toward the adverse class)."""
     means = np.stack([s.mean_attribution[disparity.method] for s in disparity.segments])
-    limit = float(np.nanmax(np.abs(means))) or 1.0
+    known = np.abs(means[np.isfinite(means)])  # a segment's means are unknown (NaN) when
+    limit = float(known.max()) if known.size and known.max() > 0 else 1.0  # none is readable
     figure = Figure(figsize=(8.0, 1.5 + 0.4 * len(disparity.segments)))
     axes = figure.add_subplot()
     image = axes.imshow(means, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
@@ -120,19 +146,21 @@ def segment_attribution_png(disparity: Disparity, features: list[str]) -> bytes:
     return _png(figure)
 
 
+@_literal
 def agreement_png(summary: AuditSummary) -> bytes:
     """Per-row Spearman correlation of |attributions| for each pair of methods."""
     pairs = list(summary.agreement)
     figure = Figure(figsize=(7.5, _height(len(pairs))))
     axes = figure.add_subplot()
     data = [summary.agreement[p][np.isfinite(summary.agreement[p])] for p in pairs]
-    axes.boxplot(data, vert=False, tick_labels=[f"{a} vs {b}" for a, b in pairs])
+    axes.boxplot(data, orientation="horizontal", tick_labels=[f"{a} vs {b}" for a, b in pairs])
     axes.invert_yaxis()
     axes.axvline(0.0, color="grey", linewidth=0.8)
     axes.set_xlabel("Spearman rank correlation of |attributions| per row")
     return _png(figure)
 
 
+@_literal
 def fidelity_png(summary: AuditSummary) -> bytes:
     """Distribution of the surrogates' fidelity: tree R² on held-out samples, LIME's R²."""
     figure = Figure(figsize=(7.5, 3.2))
@@ -155,6 +183,7 @@ def fidelity_png(summary: AuditSummary) -> bytes:
     return _png(figure)
 
 
+@_literal
 def prediction_png(summary: AuditSummary) -> bytes:
     """Distribution of the predicted probability of the tracked class, by predicted class."""
     scored = summary.scored_class

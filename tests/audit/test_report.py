@@ -15,8 +15,14 @@ import pytest
 from playwright.sync_api import Browser
 
 from explainer import Engine
-from explainer.audit import AuditSpec, AuditSummary, audit_report, explain_chunk, summarise
-from explainer.audit import aggregate
+from explainer.audit import (
+    AuditSpec,
+    AuditSummary,
+    aggregate,
+    audit_report,
+    explain_chunk,
+    summarise,
+)
 from explainer.audit.aggregate import nan_mean
 from models import ModelHandle
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows

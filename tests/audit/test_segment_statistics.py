@@ -4,12 +4,14 @@ the direction attributions are read in."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pytest
 
 from explainer.audit.aggregate import MISSING_SEGMENT, AuditSummary, summarise
+from explainer.audit.report import ReportContext, render_report
 
 FEATURES = ["a", "b", "c"]
 CLASSES = ["approve", "decline"]
@@ -121,3 +123,17 @@ def test_without_an_adverse_class_attributions_are_read_toward_the_last_class() 
     disparity = summary.disparity
     assert disparity is not None
     assert disparity.rate_ratio == 1.0  # one segment: predicted decline everywhere
+
+
+def test_a_report_with_no_readable_attributions_renders_and_says_why() -> None:
+    """Every row explained toward `approve` on a logit model: the views have nothing to
+    show; the report says so, and draws without numpy's or matplotlib's warnings."""
+    documents = [
+        document(i, 0.9 if i % 2 else 0.1, target=0, segment="AB"[i % 2]) for i in range(6)
+    ]
+    summary = segmented(documents, complementary=False)
+    context = ReportContext("t", "m", "completed", 6, None, [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        html = render_report(summary, context)
+    assert 'id="left-out"' in html and "6 of 6 rows were explained toward another class" in html
