@@ -11,12 +11,13 @@ import importlib.util
 
 from flask_openapi3 import Info, OpenAPI
 
-from api.auth import install_auth
+from api.auth import OPEN_PATHS, install_auth
 from api.config import ApiConfig
 from api.docs import bp as docs_bp
 from api.errors import openapi_validation_response, register_error_handlers
 from api.metrics import install_metrics
 from api.observability import install_request_logging
+from api.openapi import BEARER, apply_security
 from api.overload import install_overload
 from api.parsing import StrictJSONProvider, StrictRequest
 from api.routes import audits, explanations, health, models
@@ -36,10 +37,15 @@ def _register_viewer(app: ExplainerApp) -> None:
 
 
 class ExplainerApp(OpenAPI):
-    """flask-openapi3's app with strict JSON parsing (no NaN or Infinity)."""
+    """flask-openapi3's app with strict JSON parsing (no NaN or Infinity), whose spec
+    declares the bearer requirement of every operation that needs a key."""
 
     json_provider_class = StrictJSONProvider
     request_class = StrictRequest
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()
+        apply_security(self.spec_json, bool(self.security_schemes), OPEN_PATHS)
 
 
 def create_app(config: ApiConfig | None = None) -> ExplainerApp:
@@ -53,9 +59,7 @@ def create_app(config: ApiConfig | None = None) -> ExplainerApp:
         validation_error_model=Problem,
         validation_error_callback=openapi_validation_response,
         # {} rather than None: flask-openapi3 would write `"securitySchemes": null`.
-        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}}
-        if config.api_keys
-        else {},
+        security_schemes={BEARER: {"type": "http", "scheme": "bearer"}} if config.api_keys else {},
     )
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -1,9 +1,11 @@
 """Bearer API keys: when any are configured, every route but the open ones needs one.
 
-Open: /healthz and /readyz (probes), and the web viewer's page and static files, which hold
-no data (a browser cannot send a bearer token when it navigates; the page asks for the key
-and sends it on every API call). Keys are compared in constant time; a missing or wrong
-key is a 401 problem with `WWW-Authenticate: Bearer`.
+Open: /healthz and /readyz (probes), and the pages a browser navigates to, which hold no
+data (a browser cannot send a bearer token when it navigates): the web viewer's page and
+static files, and the API reference page /docs. Each page asks for the key and sends it on
+its API calls (/docs on its fetch of /openapi.json, which needs the key like every other
+API route). Keys are compared in constant time; a missing or wrong key is a 401 problem
+with `WWW-Authenticate: Bearer`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from flask import Flask, request
 
 from api.errors import Unauthorized
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs"})
 OPEN_BLUEPRINTS = frozenset({"viewer"})
 
 

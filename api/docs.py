@@ -1,7 +1,10 @@
 """`/openapi.json` and `/docs`: the spec and a small self-hosted page that renders it.
 
 The page loads nothing from a CDN: its script reads `/openapi.json` and lists every
-operation with its parameters, request body and responses.
+operation with its parameters, request body and responses. With API keys configured the
+spec needs the key like every API route, while the page itself is open (it holds no data,
+and a browser cannot send a bearer token when it navigates): it sends the key the viewer
+keeps in the tab's sessionStorage, and asks for one when the spec answers 401.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ bp = Blueprint("docs", __name__)
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>explainer API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
 h2{margin-top:2rem;border-bottom:1px solid #ccc}
@@ -22,11 +26,22 @@ h2{margin-top:2rem;border-bottom:1px solid #ccc}
 code,pre{font-family:ui-monospace,monospace;font-size:13px}
 pre{background:#f6f6f6;padding:.6rem;overflow:auto;max-height:24rem}
 summary{cursor:pointer}
+#key-form{margin:1rem 0}
 </style></head>
 <body><h1>explainer HTTP API</h1>
 <p>The machine-readable spec: <a href="openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
+<form id="key-form" hidden>
+<label for="api-key">API key</label>
+<input id="api-key" type="password" autocomplete="off" spellcheck="false">
+<button type="submit">Load the spec</button>
+<span id="key-state" role="status"></span>
+</form>
 <div id="ops">Loading the spec…</div>
 <script>
+// The viewer's sessionStorage entry: a key entered on either page serves both in this tab.
+const KEY_STORAGE = "explainer.apiKey";
+const keyForm = document.getElementById("key-form");
+const keyInput = document.getElementById("api-key");
 const text = (tag, value, cls) => {
   const node = document.createElement(tag);
   node.textContent = value;
@@ -38,7 +53,7 @@ const block = (title, value) => {
   details.append(text("summary", title), text("pre", JSON.stringify(value, null, 2)));
   return details;
 };
-fetch("openapi.json").then((r) => r.json()).then((spec) => {
+const render = (spec) => {
   const root = document.getElementById("ops");
   root.textContent = "";
   for (const [path, item] of Object.entries(spec.paths)) {
@@ -60,7 +75,31 @@ fetch("openapi.json").then((r) => r.json()).then((spec) => {
   for (const [name, schema] of Object.entries(spec.components.schemas || {})) {
     root.append(block(name, schema));
   }
-}).catch(() => { document.getElementById("ops").textContent = "Could not load /openapi.json"; });
+};
+const load = () => {
+  const key = sessionStorage.getItem(KEY_STORAGE) ?? "";
+  const headers = key ? { Authorization: `Bearer ${key}` } : {};
+  return fetch("openapi.json", { headers }).then((r) => {
+    if (r.status === 401) {
+      keyForm.hidden = false;
+      document.getElementById("key-state").textContent = key
+        ? "That key was refused."
+        : "This server requires an API key.";
+      document.getElementById("ops").textContent = "";
+      keyInput.focus();
+      return;
+    }
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    return r.json().then((spec) => { keyForm.hidden = true; render(spec); });
+  }).catch(() => { document.getElementById("ops").textContent = "Could not load /openapi.json"; });
+};
+keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY_STORAGE, keyInput.value.trim());
+  keyInput.value = "";
+  load();
+});
+load();
 </script></body></html>
 """
 

@@ -1,4 +1,5 @@
-"""OpenAPI helpers: request bodies parsed by `api.parsing` (JSON or multipart) in the spec.
+"""OpenAPI helpers: request bodies parsed by `api.parsing` (JSON or multipart) in the spec,
+and the bearer security requirements.
 
 flask-openapi3 documents a `body` argument it also validates; the explain and predict
 bodies are parsed by `read_body` instead (strict JSON, multipart uploads), so their
@@ -7,6 +8,7 @@ schemas enter the spec here, through `openapi_extensions`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from flask_openapi3 import APIBlueprint
@@ -51,3 +53,23 @@ def problem_responses(bp: APIBlueprint, *statuses: int) -> ResponseDict:
     _, schemas = parse_body(Problem)
     bp.components_schemas.update(schemas)
     return {str(status): PROBLEM_RESPONSE for status in (*statuses, 422)}
+
+
+BEARER = "bearer"  # the security scheme's name in `components.securitySchemes`
+
+
+def apply_security(spec: dict[str, Any], keyed: bool, open_paths: Collection[str]) -> None:
+    """Declare, per operation, what `api.auth` enforces: the spec describes this server.
+
+    With keys configured, every operation outside `open_paths` requires the bearer scheme
+    and lists its 401; the open ones require nothing. Without keys no operation can answer
+    401, so none lists it.
+    """
+    for path, item in spec.get("paths", {}).items():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            if keyed and path not in open_paths:
+                operation["security"] = [{BEARER: []}]
+                responses.setdefault("401", PROBLEM_RESPONSE)
+            else:
+                responses.pop("401", None)

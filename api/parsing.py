@@ -134,14 +134,18 @@ def _multipart_data() -> dict[str, Any]:
     return data
 
 
-def read_body(schema: type[Schema]) -> Schema:
-    """The request body (JSON, or multipart with image files) validated against `schema`."""
+def read_body(schema: type[Schema], *, multipart: bool = True) -> Schema:
+    """The request body (JSON, or multipart with image files) validated against `schema`.
+
+    `multipart=False`: JSON only, any other media type is a 415.
+    """
     if request.mimetype == JSON_MIME:
         data = request.get_json()
-    elif request.mimetype == MULTIPART_MIME:
+    elif multipart and request.mimetype == MULTIPART_MIME:
         data = _multipart_data()
     else:
-        raise UnsupportedMediaType(f"send {JSON_MIME} or {MULTIPART_MIME}")
+        accepted = f"{JSON_MIME} or {MULTIPART_MIME}" if multipart else JSON_MIME
+        raise UnsupportedMediaType(f"send {accepted}")
     try:
         return schema.model_validate(data)
     except ValidationError as error:

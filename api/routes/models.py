@@ -57,6 +57,8 @@ def get_model(path: ModelPath) -> Response:
 
 _PREDICT: dict[str, Any] = {
     "summary": "Predict: {instances} -> {predictions}",
+    "description": 'application/json only (images as `{"b64": ...}`); any other media '
+    "type, multipart/form-data included, is a 415.",
     "responses": {200: PredictResponse, **problem_responses(bp, 400, 401, 404, 413, 415, 503, 504)},
     "openapi_extensions": request_body(bp, PredictRequest),
 }
@@ -65,7 +67,7 @@ _PREDICT: dict[str, Any] = {
 @bp.post("/v1/models/<name>/predict", **_PREDICT)
 @bp.post("/v1/models/<string:name>:predict", endpoint="predict_kserve", **_PREDICT)
 def predict_route(path: ModelPath) -> Response:
-    body = read_body(PredictRequest)
+    body = read_body(PredictRequest, multipart=False)  # JSON only, as documented
     state = runtime()
     handle, engine = state.model(path.name)
     check_limits(model_limits(state.config, handle), len(body.instances))

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Protocol
 
@@ -163,21 +164,24 @@ def explain_chunk(
     for k, (index, row) in enumerate(chunk):
         seed = row_seed(spec.seed, index)
         instance = inputs[k : k + 1]
-        values = original_values(handle, inputs[k])
-        document: dict[str, Any] = {"row": index, "seed": seed, "input": values}
-        try:
-            result = explain(
-                handle, instance, methods, target, spec.options, seed, engine, use_cache=False
-            )
-        except ModelOutputNotFinite as error:
-            document.update(unexplained_document(handle, engine, instance, error))
-        except ServiceError as error:  # the job's reason must say which row to look at
+        try:  # the job's reason must say which row to look at
+            values = original_values(handle, inputs[k])
+            document: dict[str, Any] = {"row": index, "seed": seed, "input": values}
+            try:
+                result = explain(
+                    handle, instance, methods, target, spec.options, seed, engine, use_cache=False
+                )
+            except ModelOutputNotFinite as error:
+                document.update(unexplained_document(handle, engine, instance, error))
+            else:
+                document.update(instance_document(handle, index, result[0]))
+            if spec.segment_by is not None:
+                column = spec.segment_by
+                document["segment"] = values[column] if column in values else row[column]
+        except ServiceError as error:
             raise dataclasses.replace(error, detail=f"row {index}: {error.detail}") from error
-        else:
-            document.update(instance_document(handle, index, result[0]))
-        if spec.segment_by is not None:
-            column = spec.segment_by
-            document["segment"] = values[column] if column in values else row[column]
+        except Exception as error:
+            raise RowFailed(index, type(error).__name__, first_line(error)) from error
         documents.append(document)
     return documents
 
@@ -191,6 +195,58 @@ def unexplained_document(
         document["prediction"] = prediction_document(predict(handle, instance, engine)[0])
     document["error"] = {"title": error.title, "detail": error.detail}
     return document
+
+
+# The first line of an error raised inside a TorchScript model; the scripted model's
+# traceback follows, and the original error's `Type: message` comes last.
+_TORCHSCRIPT_FAILURE = "The following operation failed in the TorchScript interpreter."
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message without traceback text: its first line.
+
+    For an error raised in a TorchScript model, the original message (the last line, after
+    the scripted traceback). SQLAlchemy's errors, for another, carry the statement and its
+    parameters (a row's values) after the first line.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0] == _TORCHSCRIPT_FAILURE:
+        kind, _, message = lines[-1].partition(": ")
+        return message if kind == type(error).__name__ and message else lines[-1]
+    return lines[0]
+
+
+class RowFailed(Exception):
+    """An unexpected error (not a ServiceError) explaining one row of an audit.
+
+    It names the row and the error's type and first line only, so that the job's reason
+    holds no traceback text; it pickles by its arguments (Ray hands it to the driver).
+    """
+
+    def __init__(self, row: int, kind: str, message: str) -> None:
+        super().__init__(row, kind, message)
+        self.row, self.kind, self.message = row, kind, message
+
+    def reason(self) -> str:
+        """`<ExceptionType>: row N: <first line>`, as a ServiceError's reason reads."""
+        return _joined(self.kind, f"row {self.row}", self.message)
+
+    def __str__(self) -> str:
+        return self.reason()
+
+
+def failure_reason(error: BaseException) -> str:
+    """A failed job's `error`: the exception's type (the original one for a row's) and the
+    first line of its message."""
+    if isinstance(error, RowFailed):
+        return error.reason()
+    return _joined(type(error).__name__, first_line(error))
+
+
+def _joined(*parts: str) -> str:
+    return ": ".join(part for part in parts if part)
 
 
 class ChunkExecutor(Protocol):
@@ -245,6 +301,13 @@ class Heartbeat:
         self._thread.join()
 
 
+def _frames(error: BaseException) -> str:
+    """The stack of the innermost cause: files, lines and code, without the messages."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return "".join(traceback.format_tb(error.__traceback__)).rstrip()
+
+
 def pending_chunks(store: AuditStore, job: Job, size: int) -> list[list[IndexedRow]]:
     """The rows not stored yet, in chunks of `size`."""
     rows = store.rows(job.id)
@@ -283,8 +346,10 @@ def run_job(
             log.info("audit %s: cancelled or taken over; stopping", job.id)
             return store.get(job.id)
         except Exception as exc:
-            log.exception("audit %s failed", job.id)
-            store.finish(job.id, worker, "failed", f"{type(exc).__name__}: {exc}")
+            reason = failure_reason(exc)
+            # The reason and where it was raised; never the messages in full (see first_line).
+            log.error("audit %s failed: %s\n%s", job.id, reason, _frames(exc))
+            store.finish(job.id, worker, "failed", reason)
             return store.get(job.id)
     store.finish(job.id, worker)
     finished = store.get(job.id)

@@ -1,4 +1,5 @@
-"""Bearer API keys: required everywhere but /healthz and /readyz when configured."""
+"""Bearer API keys: required everywhere but /healthz, /readyz and the pages (the viewer's,
+/docs) when configured."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ def secured(make_app: AppFactory) -> FlaskClient:
     return make_app(api_keys=",".join(KEYS)).test_client()
 
 
-@pytest.mark.parametrize("url", ["/healthz", "/readyz", "/"])
-def test_probes_and_the_viewer_page_are_open(secured: FlaskClient, url: str) -> None:
+@pytest.mark.parametrize("url", ["/healthz", "/readyz", "/", "/docs"])
+def test_probes_and_the_pages_are_open(secured: FlaskClient, url: str) -> None:
     assert secured.get(url).status_code == 200
 
 
@@ -26,7 +27,7 @@ def test_probes_and_the_viewer_page_are_open(secured: FlaskClient, url: str) -> 
     [None, "Bearer wrong", "Bearer ", f"Basic {KEYS[0]}", KEYS[0], f"Bearer {KEYS[0]}x"],
     ids=["missing", "wrong", "empty", "basic-scheme", "no-scheme", "prefix-of-key"],
 )
-@pytest.mark.parametrize("url", ["/v1/models", "/openapi.json", "/docs", "/v1/nothing"])
+@pytest.mark.parametrize("url", ["/v1/models", "/openapi.json", "/metrics", "/v1/nothing"])
 def test_without_a_valid_key_is_401(secured: FlaskClient, header: str | None, url: str) -> None:
     headers = {"Authorization": header} if header is not None else {}
     response = secured.get(url, headers=headers)
