@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from flask import Flask, Response, current_app, jsonify, request, stream_with_context, url_for
 from flask.blueprints import BlueprintSetupState
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.errors import UnsupportedMediaType, invalid_input
 from api.limits import check_limits, model_limits
@@ -91,6 +91,26 @@ class AuditOut(BaseModel):
     timings: dict[str, float | str | None]
     error: str | None
     links: dict[str, str]
+
+
+class AuditCreated(AuditOut):
+    """The queued job, with its URL in `Location`."""
+
+    model_config = ConfigDict(  # flask-openapi3 reads `openapi_extra` for the response
+        openapi_extra={  # type: ignore[typeddict-unknown-key]
+            "headers": {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}
+        }
+    )
+
+
+IDEMPOTENCY_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "makes a retried POST (the same request and rows) return the caller's job; "
+    "the key reused with a different request is a 422",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
 
 
 # ---- the store and the background worker ----
@@ -235,8 +255,11 @@ def _idempotency_key() -> str | None:
     description="Returns 202 with the job and its `Location`. An `Idempotency-Key` header makes "
     "a retried POST (the same request) return the caller's existing job; a different request "
     "with a key already used is a 422.",
-    responses={202: AuditOut, **problem_responses(bp, 400, 401, 404, 413, 415, 422, 503)},
-    openapi_extensions=request_body(bp, AuditRequest, AuditMultipart),
+    responses={202: AuditCreated, **problem_responses(bp, 400, 401, 404, 413, 415, 422, 503)},
+    openapi_extensions={
+        **request_body(bp, AuditRequest, AuditMultipart),
+        "parameters": [IDEMPOTENCY_PARAMETER],
+    },
 )
 def create_audit() -> Response:
     state = runtime()

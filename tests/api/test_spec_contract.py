@@ -97,3 +97,11 @@ def test_docs_page_is_open_and_fetches_the_spec_with_the_key(secured: FlaskClien
     # The spec itself needs the key, as every API route does.
     assert secured.get("/openapi.json").status_code == 401
     assert secured.get("/openapi.json", headers=AUTH).status_code == 200
+
+
+def test_the_audit_post_declares_its_idempotency_key_and_location(client: FlaskClient) -> None:
+    operation = client.get("/openapi.json").get_json()["paths"]["/v1/audits"]["post"]
+    (parameter,) = [p for p in operation["parameters"] if p["in"] == "header"]
+    assert parameter["name"] == "Idempotency-Key" and not parameter["required"]
+    assert parameter["schema"] == {"type": "string", "minLength": 1, "maxLength": 128}
+    assert set(operation["responses"]["202"]["headers"]) == {"Location"}
