@@ -1,15 +1,18 @@
 """Request limits: instances per request and the method options' cost knobs (DESIGN 6).
 
 Service-wide values come from `ApiConfig`; a model's `[limits]` in `model.toml` replace
-them for that model. A request over a limit is a 422 naming the option.
+them for that model. A request over a limit is a 422 naming the option. SHAP is checked by
+the evaluations it would actually use (`evaluation_budget`): its default when `max_evals`
+is unset, and 2**F for the exact algorithm on F features, whatever `max_evals` says.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 from api.config import ApiConfig
-from explainer.options import ExplainOptions
+from explainer.methods.shap_values import evaluation_budget, tabular_algorithm
+from explainer.options import ExplainOptions, ShapOptions
 from models.errors import ErrorItem, LimitExceeded
 from models.handle import ModelHandle
 
@@ -20,9 +23,17 @@ class Limits:
     max_n_steps: int
     max_num_samples: int
     max_depth: int
+    # Not a limit: the model's tabular feature count (None for images), which SHAP's
+    # evaluation budget depends on.
+    features: int | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {
+            "max_instances": self.max_instances,
+            "max_n_steps": self.max_n_steps,
+            "max_num_samples": self.max_num_samples,
+            "max_depth": self.max_depth,
+        }
 
 
 def model_limits(config: ApiConfig, handle: ModelHandle) -> Limits:
@@ -33,6 +44,7 @@ def model_limits(config: ApiConfig, handle: ModelHandle) -> Limits:
         max_n_steps=own.max_n_steps or config.max_n_steps,
         max_num_samples=own.max_num_samples or config.max_num_samples,
         max_depth=own.max_depth or config.max_depth,
+        features=None if handle.is_image else len(handle.feature_names),
     )
 
 
@@ -57,5 +69,40 @@ def check_limits(limits: Limits, instances: int, options: ExplainOptions | None 
         for loc, value, limit in checks
         if value is not None and value > limit
     ]
+    if options is not None:
+        errors += _shap_budget_errors(options.shap, limits)
     if errors:
         raise LimitExceeded("the request exceeds a configured limit", errors)
+
+
+def _shap_budget_errors(options: ShapOptions, limits: Limits) -> list[ErrorItem]:
+    """SHAP's evaluations over the limit where `max_evals` alone does not say so: exact SHAP
+    (2**F, whatever `max_evals` is) and the default budget when `max_evals` is unset."""
+    limit = limits.max_num_samples
+    budget = evaluation_budget(options, limits.features)
+    if budget <= limit:
+        return []
+    features = limits.features
+    algorithm = options.algorithm
+    if (
+        features is not None
+        and algorithm != "gradient"
+        and tabular_algorithm(algorithm, features) == "exact"
+    ):
+        chosen = "'exact'" if algorithm == "exact" else "'auto' (exact for this model)"
+        auto_helps = tabular_algorithm("auto", features) != "exact"
+        return [
+            ErrorItem(
+                ("options", "shap", "algorithm"),
+                f"{chosen} needs 2**{features} evaluations, at most {limit} allowed:"
+                " use 'permutation'" + (" or 'auto'" if auto_helps else ""),
+            )
+        ]
+    if options.max_evals is not None:  # reported with the other options
+        return []
+    return [
+        ErrorItem(
+            ("options", "shap", "max_evals"),
+            f"unset, it is {budget}; at most {limit} allowed: set a lower max_evals",
+        )
+    ]

@@ -1,4 +1,10 @@
-"""Reference inputs for integrated gradients and occlusion: zeros, mean, blur, uniform."""
+"""Reference inputs for integrated gradients and occlusion: zeros, mean, blur, uniform.
+
+Baselines never depend on the request's inputs beyond their shape, so a row's result does
+not depend on the other rows of its batch. On tabular models, categorical features (the
+model receives the category's index) always get a whole category: `mean` takes the
+background's most frequent code for them (the lowest of those tied), `uniform` draws a code.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from models.errors import ErrorItem, InvalidInput
 from models.handle import ModelHandle
 
 BLUR_SIGMA_FRACTION = 0.1  # Gaussian sigma as a fraction of the image side
+BASELINE_LOC = ("options", "integrated_gradients", "baseline")
 
 
 def make_baseline(handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
@@ -20,14 +27,14 @@ def make_baseline(handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: in
         if handle.background is None:
             raise InvalidInput(
                 "baseline 'mean' needs the model's background.npz",
-                [ErrorItem(("options", "integrated_gradients", "baseline"), "no background")],
+                [ErrorItem(BASELINE_LOC, "no background")],
             )
-        return handle.background.mean(dim=0, keepdim=True).expand_as(inputs).contiguous()
+        return _background_reference(handle).to(inputs).expand_as(inputs).contiguous()
     if kind == "blur":
         if not handle.is_image:
             raise InvalidInput(
                 "baseline 'blur' is for image models",
-                [ErrorItem(("options", "integrated_gradients", "baseline"), "images only")],
+                [ErrorItem(BASELINE_LOC, "images only")],
             )
         sigma = BLUR_SIGMA_FRACTION * max(inputs.shape[-2:])
         pixels = inputs.detach().cpu().numpy()
@@ -37,14 +44,72 @@ def make_baseline(handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: in
         # One draw shared by every row, so a row's result does not depend on its batch.
         generator = torch.Generator().manual_seed(seed)
         noise = torch.rand(inputs.shape[1:], generator=generator).to(inputs.device)
-        low, high = _input_range(handle, inputs)
-        return (low + noise * (high - low)).to(inputs.dtype).expand_as(inputs).contiguous()
+        low, high = _uniform_range(handle)
+        low, high = low.to(inputs.device), high.to(inputs.device)
+        baseline = low + noise * (high - low)
+        codes = categorical_codes(handle)
+        if codes:
+            index = torch.tensor(list(codes), device=inputs.device)
+            count = torch.tensor(list(codes.values()), device=inputs.device, dtype=noise.dtype)
+            # A whole code, each of 0..count-1 equally likely (noise is in [0, 1)).
+            drawn = torch.clamp(torch.floor(noise[index] * count), max=count - 1)
+            baseline[index] = drawn.to(baseline.dtype)
+        return baseline.to(inputs.dtype).expand_as(inputs).contiguous()
     raise InvalidInput(f"unknown baseline {kind!r}")
 
 
-def _input_range(handle: ModelHandle, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixels span [0, 1]; tabular features span the background's (or the inputs') range."""
+def categorical_codes(handle: ModelHandle) -> dict[int, int]:
+    """Tabular categorical features: {feature index: number of categories}."""
+    spec = handle.spec.tabular
+    if handle.is_image or spec is None:
+        return {}
+    return {spec.features.index(name): len(cats) for name, cats in spec.categorical.items()}
+
+
+def declared_ranges(handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Each tabular feature's range from `model.toml`: `[tabular].ranges` for numeric features,
+    the codes 0..n-1 for categorical ones; and the names of the features with neither."""
+    spec = handle.spec.tabular
+    assert spec is not None
+    low = torch.zeros(len(spec.features))
+    high = torch.zeros(len(spec.features))
+    missing = []
+    for i, name in enumerate(spec.features):
+        if name in spec.categorical:
+            high[i] = len(spec.categorical[name]) - 1
+        elif name in spec.ranges:
+            low[i], high[i] = spec.ranges[name].min, spec.ranges[name].max
+        else:
+            missing.append(name)
+    return low, high, missing
+
+
+def _background_reference(handle: ModelHandle) -> torch.Tensor:
+    """The background's mean row `(1, ...)`; a categorical feature's most frequent code
+    (the lowest of those tied), since the mean of codes is no category at all."""
+    background = handle.background
+    assert background is not None
+    reference = background.mean(dim=0, keepdim=True)
+    for feature in categorical_codes(handle):
+        values, counts = np.unique(background[:, feature].cpu().numpy(), return_counts=True)
+        reference[0, feature] = float(values[int(np.argmax(counts))])  # first: lowest code
+    return reference
+
+
+def _uniform_range(handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels span [0, 1]; tabular features span the background's range, or without a
+    background the ranges declared in `model.toml` (never the request's own rows)."""
     if handle.is_image:
-        return torch.zeros((), device=inputs.device), torch.ones((), device=inputs.device)
-    data = handle.background if handle.background is not None else inputs
-    return data.min(dim=0).values, data.max(dim=0).values
+        return torch.zeros(()), torch.ones(())
+    if handle.background is not None:
+        background = handle.background.detach().cpu()
+        return background.min(dim=0).values, background.max(dim=0).values
+    low, high, missing = declared_ranges(handle)
+    if missing:
+        raise InvalidInput(
+            "baseline 'uniform' needs the model's background.npz, or a range in model.toml's"
+            f" [tabular].ranges for every numeric feature (missing for {len(missing)}:"
+            f" {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})",
+            [ErrorItem(BASELINE_LOC, "no background and no declared ranges")],
+        )
+    return low, high

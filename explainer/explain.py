@@ -19,6 +19,8 @@ from explainer.cache import array_digest
 from explainer.context import MethodContext
 from explainer.engine import Engine
 from explainer.methods import REGISTRY
+from explainer.methods.gradients import smoothgrad_available
+from explainer.methods.shap_values import check_options as check_shap_options
 from explainer.options import METHODS, ExplainOptions
 from explainer.result import Explanation, InstanceExplanation, Prediction
 from explainer.targets import (
@@ -38,10 +40,13 @@ def supports_layer_hooks(handle: ModelHandle) -> bool:
 
 
 def available_methods(handle: ModelHandle) -> list[str]:
-    """The methods this model supports (perturbation methods on tabular need a background)."""
+    """The methods this model supports (perturbation methods on tabular need a background;
+    SmoothGrad a background or declared ranges, to scale its noise per feature)."""
     names = [m for m in REGISTRY if m != "gradcam" or supports_layer_hooks(handle)]
     if not handle.is_image and handle.background is None:
         names = [m for m in names if m not in ("shap", "lime", "tree")]
+    if not smoothgrad_available(handle):
+        names = [m for m in names if m != "smoothgrad"]
     return names
 
 
@@ -58,6 +63,19 @@ def check_methods(handle: ModelHandle, methods: Sequence[str]) -> list[str]:
     if not methods:
         raise InvalidInput("no methods requested", [ErrorItem(("methods",), "must not be empty")])
     return list(dict.fromkeys(methods))
+
+
+SEED_LIMIT = 2**32  # numpy's, and so shap's and lime's, seeds lie in [0, 2**32)
+
+
+def check_seed(seed: int) -> None:
+    """A seed every method can take: an integer in [0, 2**32), else a 422 at `seed`."""
+    integer = isinstance(seed, int | np.integer) and not isinstance(seed, bool)
+    if not integer or not 0 <= seed < SEED_LIMIT:
+        raise InvalidInput(
+            f"the seed must be an integer from 0 to {SEED_LIMIT - 1}",
+            [ErrorItem(("seed",), f"must be an integer from 0 to {SEED_LIMIT - 1}")],
+        )
 
 
 def predict(handle: ModelHandle, inputs: torch.Tensor, engine: Engine) -> list[Prediction]:
@@ -82,8 +100,11 @@ def explain(
     """
     engine = engine or Engine(device=inputs.device, cache_entries=0)
     names = check_methods(handle, methods)
+    check_seed(seed)
     resolved = resolve_target(handle, target)
     options = options or ExplainOptions()
+    if "shap" in names:
+        check_shap_options(handle, options.shap)
     with engine.lock:
         outputs = engine.evaluate(handle, inputs, instances=True)
         predictions = predictions_from_outputs(handle, outputs)

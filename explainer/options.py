@@ -18,6 +18,10 @@ IMAGE_ONLY_METHODS = ("gradcam",)
 
 Baseline = Literal["zeros", "mean", "blur", "uniform"]
 
+# The most model evaluations one SHAP explanation may use (`shap.max_evals`, and the 2**F
+# that shap's exact algorithm needs for F features).
+SHAP_MAX_EVALS = 20000
+
 
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,7 +44,9 @@ class ShapOptions(_Options):
     """shap: permutation/exact with an Independent masker (tabular), Partition (images)."""
 
     algorithm: Literal["auto", "exact", "permutation", "partition", "gradient"] = "auto"
-    max_evals: Annotated[int, Field(ge=10, le=20000)] | None = None  # None: 2*F+1 / 500
+    # Model evaluations per instance (gradient: samples per instance). None: exact 2**F+1,
+    # permutation max(500, 2*F+1), images (partition) 500, gradient 200.
+    max_evals: Annotated[int, Field(ge=10, le=SHAP_MAX_EVALS)] | None = None
     background_size: Annotated[int, Field(ge=1, le=1000)] = 100
     # Images: the masker's blur size; None: a quarter of the image's shorter side, so that a
     # hidden region loses its content (64x64 -> 16, 224x224 -> 56).
@@ -68,7 +74,9 @@ class SmoothGradOptions(_Options):
     """captum NoiseTunnel(Saliency) with Gaussian noise."""
 
     nt_samples: Annotated[int, Field(ge=1, le=256)] = 16
-    stdev: Annotated[float, Field(gt=0.0, le=10.0)] = 0.15  # fraction of the input's range
+    # Fraction of each input's scale: the pixel range (images); each feature's standard
+    # deviation in the background, or a quarter of its declared range without one (tabular).
+    stdev: Annotated[float, Field(gt=0.0, le=10.0)] = 0.15
 
 
 class GradCamOptions(_Options):

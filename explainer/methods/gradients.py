@@ -24,13 +24,17 @@ from captum.attr import (
     Saliency,
 )
 
-from explainer.baselines import make_baseline
+from explainer.baselines import declared_ranges, make_baseline
 from explainer.context import MethodContext, to_map
 from explainer.methods.captum_speedups import recall_gauss_legendre, with_one_seed_gradients
 from explainer.result import UNITS_GRADIENT, UNITS_RELEVANCE, Explanation
 from models.errors import ErrorItem, InvalidInput
+from models.handle import ModelHandle
 
 recall_gauss_legendre()
+
+# Without a background, SmoothGrad's scale of a tabular feature is its declared range / 4.
+RANGE_TO_STD = 4.0
 
 
 def saliency(ctx: MethodContext) -> list[Explanation]:
@@ -115,13 +119,36 @@ def smoothgrad(ctx: MethodContext) -> list[Explanation]:
 
 
 def _noise_scale(ctx: MethodContext) -> torch.Tensor:
-    """The scale of the noise: the pixel range, 1, for images; each feature's standard
-    deviation in the background for tabular models (their mean for a constant feature)."""
-    if ctx.is_image or ctx.handle.background is None:
+    """The scale of the noise: the pixel range, 1, for images; for tabular models each
+    feature's standard deviation in the background, or without a background a quarter of
+    its range declared in `model.toml` (`[tabular].ranges`; categorical features: of their
+    codes, 0..n-1), the standard deviation of a normal distribution that spans the range
+    as +-2 sigma. A feature of no spread takes the mean of all features' scales. A tabular model
+    with neither is refused (`smoothgrad_available`), never noised on a raw scale of 1."""
+    if ctx.is_image:
         return torch.ones((), device=ctx.inputs.device)
-    spread = ctx.handle.background.std(dim=0)
+    if ctx.handle.background is not None:
+        spread = ctx.handle.background.std(dim=0).cpu()
+    else:
+        low, high, missing = declared_ranges(ctx.handle)
+        if missing:
+            raise InvalidInput(
+                "smoothgrad on a tabular model needs its background.npz, or a range in"
+                " model.toml's [tabular].ranges for every numeric feature (missing for"
+                f" {len(missing)}: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})",
+                [ErrorItem(("options", "smoothgrad", "stdev"), "no feature scale to noise on")],
+            )
+        spread = (high - low) / RANGE_TO_STD
     fallback = spread.mean() if bool((spread > 0).any()) else torch.ones(())
     return torch.where(spread > 0, spread, fallback).to(ctx.inputs.device)
+
+
+def smoothgrad_available(handle: ModelHandle) -> bool:
+    """SmoothGrad needs a noise scale per feature: images always have one; tabular models
+    need a background or a declared range for every numeric feature."""
+    if handle.is_image or handle.background is not None:
+        return True
+    return not declared_ranges(handle)[2]
 
 
 def gradcam(ctx: MethodContext) -> list[Explanation]:

@@ -6,7 +6,13 @@
 - images (`"auto"`): `shap.Explainer` with an `Image` masker that blurs hidden regions
   (Partition explainer, Owen values over a hierarchy of pixel blocks), with the two
   speed-ups of `shap_partition`.
-- `"gradient"`: `GradientExplainer` (expected gradients) over the background.
+- `"gradient"`: `GradientExplainer` (expected gradients) over the background, with
+  `max_evals` samples per instance (200 when unset).
+
+Exact SHAP needs 2**F model evaluations for F features: where that is more than
+`SHAP_MAX_EVALS` (15 features or more) it is refused with a 422 naming the algorithm,
+whatever `max_evals` says, rather than left to run for hours (`evaluation_budget` is what
+the API checks against its limits).
 
 The model function given to shap returns the target score only, for one instance at a time
 (targets may differ between instances); every call goes through the engine's chunks.
@@ -29,12 +35,15 @@ from explainer.cache import array_digest
 from explainer.context import MethodContext, perturbing
 from explainer.engine import Engine
 from explainer.methods.shap_partition import BlurOnceImageMasker, partition_explainer
+from explainer.options import SHAP_MAX_EVALS, ShapOptions
 from explainer.result import Explanation
 from models.errors import ErrorItem, InvalidInput
 from models.handle import ModelHandle
 
 EXACT_MAX_FEATURES = 10
 IMAGE_MAX_EVALS = 500
+PERMUTATION_MAX_EVALS = 500  # the least budget permutation gets when max_evals is unset
+GRADIENT_SAMPLES = 200  # GradientExplainer's samples per instance when max_evals is unset
 # How many masked samples shap builds per model call. Fixed, not the engine's chunk: the
 # Partition explainer's choice of which nodes to expand depends on it, and results must not
 # depend on the device's tuned chunk. The engine still chunks each call.
@@ -56,17 +65,65 @@ def shap_values(ctx: MethodContext) -> list[Explanation]:
 
 
 def _algorithm(ctx: MethodContext) -> str:
-    algorithm = ctx.options.shap.algorithm
-    allowed = {"auto", "gradient"} | ({"partition"} if ctx.is_image else {"exact", "permutation"})
+    return check_options(ctx.handle, ctx.options.shap)
+
+
+def check_options(handle: ModelHandle, options: ShapOptions) -> str:
+    """The algorithm the options resolve to for this model; a 422 naming the option for an
+    algorithm the model cannot use, exact SHAP over SHAP_MAX_EVALS or too few `max_evals`
+    (checked before any model call)."""
+    algorithm = options.algorithm
+    own = {"partition"} if handle.is_image else {"exact", "permutation"}
+    allowed = {"auto", "gradient"} | own
     if algorithm not in allowed:
         raise InvalidInput(
-            f"shap algorithm {algorithm!r} is not available for {ctx.handle.spec.modality} models",
+            f"shap algorithm {algorithm!r} is not available for {handle.spec.modality} models",
             [ErrorItem(("options", "shap", "algorithm"), f"must be one of {sorted(allowed)}")],
         )
-    if algorithm == "auto" and not ctx.is_image:
-        features = ctx.inputs.shape[1]
+    if handle.is_image or algorithm == "gradient":
+        return algorithm
+    features = len(handle.feature_names)
+    resolved = tabular_algorithm(algorithm, features)
+    _tabular_max_evals(resolved, features, options.max_evals)
+    return resolved
+
+
+def tabular_algorithm(algorithm: str, features: int) -> str:
+    """`auto` resolved for a tabular model: exact for up to 10 features, permutation above."""
+    if algorithm == "auto":
         return "exact" if features <= EXACT_MAX_FEATURES else "permutation"
     return algorithm
+
+
+def evaluation_budget(options: ShapOptions, features: int | None) -> int:
+    """The model evaluations one instance's explanation uses at most (for `gradient`, its
+    samples): `max_evals`, or the default when it is unset; exact always uses 2**F.
+    `features`: the tabular model's feature count, None for an image model."""
+    if options.algorithm == "gradient":
+        return options.max_evals or GRADIENT_SAMPLES
+    if features is None:
+        return options.max_evals or IMAGE_MAX_EVALS
+    algorithm = tabular_algorithm(options.algorithm, features)
+    if algorithm == "exact":
+        return int(2**features)
+    return options.max_evals or max(PERMUTATION_MAX_EVALS, 2 * features + 1)
+
+
+def _check_exact(features: int) -> None:
+    """A 422 for exact SHAP whose 2**F evaluations are more than SHAP_MAX_EVALS."""
+    if 2**features > SHAP_MAX_EVALS:
+        raise InvalidInput(
+            f"shap's exact algorithm needs 2**{features} model evaluations for this model's"
+            f" {features} features, more than the limit of {SHAP_MAX_EVALS}: use algorithm"
+            " 'permutation' (or 'auto', which chooses it above 10 features)",
+            [
+                ErrorItem(
+                    ("options", "shap", "algorithm"),
+                    f"'exact' needs 2**{features} evaluations, at most {SHAP_MAX_EVALS} allowed:"
+                    " use 'permutation' or 'auto'",
+                )
+            ],
+        )
 
 
 def _score_function(
@@ -127,10 +184,13 @@ def _tabular(
 
 
 def _tabular_max_evals(algorithm: str, features: int, requested: int | None) -> int:
-    """shap's budget: exact needs 2**F evaluations, permutation at least 2F+1 (default 500)."""
+    """shap's budget: exact needs 2**F evaluations (refused above SHAP_MAX_EVALS), permutation
+    at least 2F+1 (default max(500, 2F+1))."""
+    if algorithm == "exact":
+        _check_exact(features)
     needed = 2**features if algorithm == "exact" else 2 * features + 1
     if requested is None:
-        return needed + 1 if algorithm == "exact" else max(500, needed)
+        return needed if algorithm == "exact" else max(PERMUTATION_MAX_EVALS, needed)
     if requested < needed:
         raise InvalidInput(
             f"shap's {algorithm} algorithm needs at least {needed} evaluations for this model",
@@ -173,6 +233,7 @@ def _gradient(ctx: MethodContext) -> list[Explanation]:
     """Expected gradients over the background; one shap explainer per distinct target."""
     background = torch.from_numpy(_background_sample(ctx)).to(ctx.inputs.device)
     background_scores = ctx.engine.evaluate(ctx.handle, background).cpu().numpy()
+    samples = ctx.options.shap.max_evals or GRADIENT_SAMPLES
     by_index: dict[int, Explanation] = {}
     for target in sorted(set(ctx.targets)):
         rows = [i for i, t in enumerate(ctx.targets) if t == target]
@@ -187,7 +248,7 @@ def _gradient(ctx: MethodContext) -> list[Explanation]:
                 )
             return [
                 np.asarray(
-                    explainer.shap_values(ctx.inputs[i : i + 1], nsamples=200, rseed=ctx.seed)
+                    explainer.shap_values(ctx.inputs[i : i + 1], nsamples=samples, rseed=ctx.seed)
                 )
                 for i in rows
             ]

@@ -111,10 +111,24 @@ def _rule(ctx: MethodContext, names: list[str], feature: int, threshold: float, 
         chosen = [c for code, c in enumerate(categories) if (code <= threshold) == left]
         return f"{name} in {{{', '.join(chosen)}}}"
     unit = spec.units.get(name, "")
-    value = np.format_float_positional(
-        threshold, precision=4, unique=False, fractional=False, trim="-"
-    )
+    value = threshold_text(threshold)
     return f"{name} {'<=' if left else '>'} {value}{' ' + unit if unit else ''}"
+
+
+def threshold_text(threshold: float) -> str:
+    """The shortest decimal that splits float32 inputs (what the tree compares) exactly as
+    `threshold` does: rounded further, a rule could contradict the leaf for inputs between
+    the printed and the real threshold; the full float64 digits say nothing more."""
+    nearest = np.float32(threshold)  # the largest float32 <= threshold, and the next one up
+    below = nearest if float(nearest) <= threshold else np.nextafter(nearest, np.float32(-np.inf))
+    low, high = float(below), float(np.nextafter(below, np.float32(np.inf)))
+    for digits in range(1, 18):
+        text = np.format_float_positional(
+            threshold, precision=digits, unique=False, fractional=False, trim="-"
+        )
+        if low <= float(text) < high:
+            return text
+    return np.format_float_positional(threshold, unique=True, trim="-")
 
 
 def _tree_dict(model: DecisionTreeRegressor, names: list[str], path: list[int]) -> dict[str, Any]:
