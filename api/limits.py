@@ -8,6 +8,7 @@ is unset, and 2**F for the exact algorithm on F features, whatever `max_evals` s
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from api.config import ApiConfig
@@ -48,28 +49,41 @@ def model_limits(config: ApiConfig, handle: ModelHandle) -> Limits:
     )
 
 
-def check_limits(limits: Limits, instances: int, options: ExplainOptions | None = None) -> None:
-    """Raise LimitExceeded (422) listing every value over its limit."""
+def check_limits(
+    limits: Limits,
+    instances: int,
+    options: ExplainOptions | None = None,
+    methods: Collection[str] = (),
+) -> None:
+    """Raise LimitExceeded (422) listing every value over its limit: the instances, and the
+    options of the requested `methods` (the tree's include LIME's: it uses its samples)."""
     checks: list[tuple[tuple[str | int, ...], int | None, int]] = [
         (("instances",), instances, limits.max_instances)
     ]
     if options is not None:
+        lime_samples = options.lime.num_samples, limits.max_num_samples
+        by_method: dict[str, list[tuple[str, int | None, int]]] = {
+            "integrated_gradients": [
+                ("n_steps", options.integrated_gradients.n_steps, limits.max_n_steps)
+            ],
+            "lime": [("num_samples", *lime_samples)],
+            "shap": [("max_evals", options.shap.max_evals, limits.max_num_samples)],
+            "tree": [("max_depth", options.tree.max_depth, limits.max_depth)],
+        }
         checks += [
-            (
-                ("options", "integrated_gradients", "n_steps"),
-                options.integrated_gradients.n_steps,
-                limits.max_n_steps,
-            ),
-            (("options", "lime", "num_samples"), options.lime.num_samples, limits.max_num_samples),
-            (("options", "shap", "max_evals"), options.shap.max_evals, limits.max_num_samples),
-            (("options", "tree", "max_depth"), options.tree.max_depth, limits.max_depth),
+            (("options", method, name), value, limit)
+            for method in by_method
+            if method in methods
+            for name, value, limit in by_method[method]
         ]
+        if "tree" in methods and "lime" not in methods:
+            checks.append((("options", "lime", "num_samples"), *lime_samples))
     errors = [
         ErrorItem(loc, f"at most {limit} allowed")
         for loc, value, limit in checks
         if value is not None and value > limit
     ]
-    if options is not None:
+    if options is not None and "shap" in methods:
         errors += _shap_budget_errors(options.shap, limits)
     if errors:
         raise LimitExceeded("the request exceeds a configured limit", errors)

@@ -73,15 +73,19 @@ def declared_ranges(handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor, li
     assert spec is not None
     low = torch.zeros(len(spec.features))
     high = torch.zeros(len(spec.features))
-    missing = []
     for i, name in enumerate(spec.features):
         if name in spec.categorical:
             high[i] = len(spec.categorical[name]) - 1
         elif name in spec.ranges:
             low[i], high[i] = spec.ranges[name].min, spec.ranges[name].max
-        else:
-            missing.append(name)
-    return low, high, missing
+    return low, high, unranged_features(handle)
+
+
+def unranged_features(handle: ModelHandle) -> list[str]:
+    """A tabular model's numeric features without a range in `[tabular].ranges`."""
+    spec = handle.spec.tabular
+    assert spec is not None
+    return [name for name in spec.numeric_features if name not in spec.ranges]
 
 
 def _background_reference(handle: ModelHandle) -> torch.Tensor:

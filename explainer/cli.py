@@ -302,9 +302,7 @@ def _audit_job(
     if not args.data.is_file():
         raise UsageError(f"{args.data}: no such file")
     tabular = handle.spec.tabular
-    numeric = (
-        [] if tabular is None else [f for f in tabular.features if f not in tabular.categorical]
-    )
+    numeric = [] if tabular is None else tabular.numeric_features
     rows = read_file(args.data, numeric=numeric)  # a CSV's numbers in those columns, as numbers
     existing = store.jobs_of(AUDIT_OWNER)
     if not existing:

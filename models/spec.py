@@ -56,6 +56,11 @@ class TabularSpec(_Strict):
     # report disparities between their groups.
     protected: list[str] = Field(default_factory=list)
 
+    @property
+    def numeric_features(self) -> list[str]:
+        """The features that are not categorical, in feature order."""
+        return [name for name in self.features if name not in self.categorical]
+
     @model_validator(mode="after")
     def _known_features(self) -> TabularSpec:
         if len(set(self.features)) != len(self.features):

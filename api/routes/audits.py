@@ -36,7 +36,7 @@ from explainer.audit import (
     validate,
 )
 from explainer.audit.io import MEDIA_TYPES, export_texts, format_of, read_rows
-from models import ModelHandle
+from explainer.audit.runner import audit_methods
 from models.errors import ErrorItem, InvalidInput, NotFound, NotYet, PayloadTooLarge
 
 bp = APIBlueprint("audits", __name__, abp_tags=[Tag(name="audits")])
@@ -162,7 +162,8 @@ def _document(job: Job) -> dict[str, Any]:
     elapsed = end - job.started_at if job.started_at is not None else None
     # The rate counts the time spent explaining: a job resumed after its server was down
     # for hours has not been that slow (wall time since it started, when none is recorded).
-    spent = job.compute_s if job.compute_s > 0 else elapsed
+    # Chunks explained in parallel (Ray actors) add up to more compute than wall time.
+    spent = min(job.compute_s, elapsed) if job.compute_s > 0 and elapsed else elapsed
     rate = job.done / spent if spent and job.done else None
     eta = (job.total - job.done) / rate if rate and job.status == "running" else None
     # Rounded down, so that 1.0 means every row is done (99,999 of 100,000 is 0.9999).
@@ -196,14 +197,6 @@ def _document(job: Job) -> dict[str, Any]:
     }
 
 
-def _numeric_features(handle: ModelHandle) -> list[str]:
-    """The model's numeric features: its features but the categorical ones."""
-    tabular = handle.spec.tabular
-    if tabular is None:
-        return []
-    return [name for name in tabular.features if name not in tabular.categorical]
-
-
 def _read_request(state: Runtime) -> tuple[AuditSpec, list[Any]]:
     """The audit request: JSON with instances, or multipart with a data file."""
     if request.mimetype == JSON_MIME:
@@ -228,7 +221,9 @@ def _read_request(state: Runtime) -> tuple[AuditSpec, list[Any]]:
     except ValidationError as error:
         raise invalid_input(error, (REQUEST_FIELD,)) from None
     handle, _ = state.model(spec.model)  # its numeric features: how to read a CSV file
-    return spec, read_rows(content, fmt, MAX_ROWS, _numeric_features(handle))
+    tabular = handle.spec.tabular
+    numeric = [] if tabular is None else tabular.numeric_features
+    return spec, read_rows(content, fmt, MAX_ROWS, numeric)
 
 
 def _own_job(id_: str) -> tuple[Runtime, AuditStore, Job]:
@@ -266,7 +261,7 @@ def create_audit() -> Response:
     spec, rows = _read_request(state)
     handle, engine = state.model(spec.model)
     limits = replace(model_limits(state.config, handle), max_instances=MAX_ROWS)
-    check_limits(limits, len(rows), spec.options)
+    check_limits(limits, len(rows), spec.options, audit_methods(handle, spec))
     validate(handle, spec, rows)
     key = _idempotency_key()
     store = _store(current_app, state)

@@ -75,7 +75,7 @@ def explain_route(path: ModelPath) -> Response:
     supported = available_methods(handle)
     methods = check_methods(handle, body.methods or [m for m in METHODS if m in supported])
     resolve_target(handle, body.target)
-    check_limits(model_limits(state.config, handle), len(body.instances), body.options)
+    check_limits(model_limits(state.config, handle), len(body.instances), body.options, methods)
     inputs = handle.decode(body.instances, state.config.image_limits)
     with state.slot():
         results = explain(handle, inputs, methods, body.target, body.options, body.seed, engine)

@@ -24,7 +24,7 @@ from captum.attr import (
     Saliency,
 )
 
-from explainer.baselines import declared_ranges, make_baseline
+from explainer.baselines import declared_ranges, make_baseline, unranged_features
 from explainer.context import MethodContext, to_map
 from explainer.methods.captum_speedups import recall_gauss_legendre, with_one_seed_gradients
 from explainer.result import UNITS_GRADIENT, UNITS_RELEVANCE, Explanation
@@ -131,13 +131,7 @@ def _noise_scale(ctx: MethodContext) -> torch.Tensor:
         spread = ctx.handle.background.std(dim=0).cpu()
     else:
         low, high, missing = declared_ranges(ctx.handle)
-        if missing:
-            raise InvalidInput(
-                "smoothgrad on a tabular model needs its background.npz, or a range in"
-                " model.toml's [tabular].ranges for every numeric feature (missing for"
-                f" {len(missing)}: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})",
-                [ErrorItem(("options", "smoothgrad", "stdev"), "no feature scale to noise on")],
-            )
+        assert not missing, "smoothgrad_available() leaves such models without smoothgrad"
         spread = (high - low) / RANGE_TO_STD
     fallback = spread.mean() if bool((spread > 0).any()) else torch.ones(())
     return torch.where(spread > 0, spread, fallback).to(ctx.inputs.device)
@@ -148,7 +142,7 @@ def smoothgrad_available(handle: ModelHandle) -> bool:
     need a background or a declared range for every numeric feature."""
     if handle.is_image or handle.background is not None:
         return True
-    return not declared_ranges(handle)[2]
+    return not unranged_features(handle)
 
 
 def gradcam(ctx: MethodContext) -> list[Explanation]:

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from flask.testing import FlaskClient
 
-from api.routes.audits import _numeric_features
 from explainer.audit.io import read_rows
 from explainer.cli import main
 from models import ModelHandle
@@ -160,8 +159,9 @@ def test_categorical_columns_are_left_as_read(client: FlaskClient) -> None:
     assert response.status_code == 202, response.get_json()
 
 
-def test_the_api_converts_the_numeric_features_only(credit: ModelHandle) -> None:
-    assert _numeric_features(credit) == [
+def test_the_numeric_features_are_the_non_categorical_ones(credit: ModelHandle) -> None:
+    assert credit.spec.tabular is not None
+    assert credit.spec.tabular.numeric_features == [
         "income",
         "debt_to_income",
         "utilisation",

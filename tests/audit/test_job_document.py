@@ -106,6 +106,9 @@ def test_rate_and_eta_count_compute_time_not_time_since_start(app: Flask) -> Non
     assert resumed["timings"]["rows_per_s"] == 500.0
     assert resumed["eta_s"] == 100.0
     assert resumed["timings"]["elapsed_s"] == pytest.approx(36_100, abs=5)  # wall time still
+    # Four actors in parallel: 400 s of compute in 100 s of wall time; the wall time counts.
+    parallel = document(app, started_at=time.time() - 100, compute_s=400.0)
+    assert parallel["timings"]["rows_per_s"] == pytest.approx(500.0, rel=0.05)
     finished = document(app, status="completed", done=100_000, finished_at=time.time())
     assert finished["eta_s"] is None
     assert document(app, done=0, compute_s=0.0)["eta_s"] is None

@@ -126,12 +126,23 @@ def test_service_limits_check_the_shap_budget_actually_used(
     features: int | None, limit: int, shap_options: dict[str, Any], locs: list[tuple[str, ...]]
 ) -> None:
     options = ExplainOptions(shap=shap_options, lime={"num_samples": 100})
+    check_limits(_limits(features, limit), 1, options, ["saliency", "lime"])  # no shap
     if not locs:
-        check_limits(_limits(features, limit), 1, options)
+        check_limits(_limits(features, limit), 1, options, ["shap"])
         return
     with pytest.raises(LimitExceeded) as raised:
-        check_limits(_limits(features, limit), 1, options)
+        check_limits(_limits(features, limit), 1, options, ["shap"])
     assert [item.loc for item in raised.value.errors] == locs
+
+
+def test_only_the_requested_methods_options_are_held_to_the_limits() -> None:
+    """A model with `max_num_samples = 300` serves saliency (SHAP's default 500 evaluations
+    and LIME's 1000 samples are not used); the tree uses LIME's samples."""
+    limits = _limits(30, 300)
+    check_limits(limits, 1, ExplainOptions(), ["saliency", "integrated_gradients"])
+    with pytest.raises(LimitExceeded) as raised:
+        check_limits(limits, 1, ExplainOptions(), ["tree"])
+    assert [item.loc for item in raised.value.errors] == [("options", "lime", "num_samples")]
 
 
 def test_model_limits_know_the_feature_count_but_do_not_show_it(
