@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from explainer.engine import Engine
 from models.errors import ErrorItem, InvalidInput
 from models.handle import ModelHandle
 
@@ -19,8 +20,11 @@ BLUR_SIGMA_FRACTION = 0.1  # Gaussian sigma as a fraction of the image side
 BASELINE_LOC = ("options", "integrated_gradients", "baseline")
 
 
-def make_baseline(handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
-    """A baseline of the inputs' shape, in input space, on their device."""
+def make_baseline(
+    handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: int, engine: Engine
+) -> torch.Tensor:
+    """A baseline of the inputs' shape, in input space, on their device (what it takes from
+    the background is computed once per model and kept by `engine`)."""
     if kind == "zeros":
         return torch.zeros_like(inputs)
     if kind == "mean":
@@ -29,7 +33,8 @@ def make_baseline(handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: in
                 "baseline 'mean' needs the model's background.npz",
                 [ErrorItem(BASELINE_LOC, "no background")],
             )
-        return _background_reference(handle).to(inputs).expand_as(inputs).contiguous()
+        reference = engine.memo(handle, ("baseline", "mean"), lambda: _background_reference(handle))
+        return reference.to(inputs).expand_as(inputs).contiguous()
     if kind == "blur":
         if not handle.is_image:
             raise InvalidInput(
@@ -44,7 +49,7 @@ def make_baseline(handle: ModelHandle, inputs: torch.Tensor, kind: str, seed: in
         # One draw shared by every row, so a row's result does not depend on its batch.
         generator = torch.Generator().manual_seed(seed)
         noise = torch.rand(inputs.shape[1:], generator=generator).to(inputs.device)
-        low, high = _uniform_range(handle)
+        low, high = engine.memo(handle, ("baseline", "range"), lambda: _uniform_range(handle))
         low, high = low.to(inputs.device), high.to(inputs.device)
         baseline = low + noise * (high - low)
         codes = categorical_codes(handle)

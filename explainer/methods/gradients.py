@@ -58,7 +58,7 @@ def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
     """Path integral of gradients from the baseline; reports the convergence delta."""
     options = ctx.options.integrated_gradients
     kind = options.baseline or ctx.handle.spec.default_baseline
-    baseline = make_baseline(ctx.handle, ctx.inputs, kind, ctx.seed)
+    baseline = make_baseline(ctx.handle, ctx.inputs, kind, ctx.seed, ctx.engine)
     method = with_one_seed_gradients(IntegratedGradients(ctx.forward))
 
     def run(chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,14 +127,20 @@ def _noise_scale(ctx: MethodContext) -> torch.Tensor:
     with neither is refused (`smoothgrad_available`), never noised on a raw scale of 1."""
     if ctx.is_image:
         return torch.ones((), device=ctx.inputs.device)
-    if ctx.handle.background is not None:
-        spread = ctx.handle.background.std(dim=0).cpu()
+    scale = ctx.engine.memo(ctx.handle, ("smoothgrad", "scale"), lambda: _feature_scale(ctx.handle))
+    return scale.to(ctx.inputs.device)
+
+
+def _feature_scale(handle: ModelHandle) -> torch.Tensor:
+    """A tabular model's noise scale per feature, on the CPU (see `_noise_scale`)."""
+    if handle.background is not None:
+        spread = handle.background.std(dim=0).cpu()
     else:
-        low, high, missing = declared_ranges(ctx.handle)
+        low, high, missing = declared_ranges(handle)
         assert not missing, "smoothgrad_available() leaves such models without smoothgrad"
         spread = (high - low) / RANGE_TO_STD
     fallback = spread.mean() if bool((spread > 0).any()) else torch.ones(())
-    return torch.where(spread > 0, spread, fallback).to(ctx.inputs.device)
+    return torch.where(spread > 0, spread, fallback)
 
 
 def smoothgrad_available(handle: ModelHandle) -> bool:
@@ -205,7 +211,9 @@ def _gradcam_layer(ctx: MethodContext) -> torch.nn.Module:
 def occlusion(ctx: MethodContext) -> list[Explanation]:
     """Score drop when a window is replaced by the model's default baseline."""
     options = ctx.options.occlusion
-    baseline = make_baseline(ctx.handle, ctx.inputs, ctx.handle.spec.default_baseline, ctx.seed)
+    baseline = make_baseline(
+        ctx.handle, ctx.inputs, ctx.handle.spec.default_baseline, ctx.seed, ctx.engine
+    )
     if ctx.is_image:
         _check_window(options.window, options.stride, *ctx.inputs.shape[-2:])
         channels = ctx.inputs.shape[1]

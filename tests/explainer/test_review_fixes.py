@@ -323,7 +323,7 @@ def test_mean_baseline_takes_the_most_frequent_code_of_a_categorical_feature(
     handle = _categorical_model(tmp_path)
     assert handle.background is not None
     x = torch.tensor([[1.0, 0.8, 3.0, 0.3, -1.2, 0.7]])
-    baseline = make_baseline(handle, x, "mean", seed=0)
+    baseline = make_baseline(handle, x, "mean", 0, Engine())
     expected = handle.background.mean(dim=0).numpy()
     expected[2] = 0.0  # the lowest of the tied most frequent codes 0 and 2 (not the mean 1.3)
     np.testing.assert_allclose(baseline[0].numpy(), expected, rtol=1e-6, atol=1e-7)
@@ -341,9 +341,9 @@ def test_mean_baseline_takes_the_most_frequent_code_of_a_categorical_feature(
 
 
 def test_uniform_baseline_draws_whole_codes_of_a_categorical_feature(tmp_path: Path) -> None:
-    handle = _categorical_model(tmp_path)
-    drawn = {float(make_baseline(handle, X, "uniform", seed)[0, 2]) for seed in range(60)}
+    handle, engine = _categorical_model(tmp_path), Engine()
+    drawn = {float(make_baseline(handle, X, "uniform", seed, engine)[0, 2]) for seed in range(60)}
     assert drawn == {0.0, 1.0, 2.0, 3.0}
     bare = _model(tmp_path, "bare-categorical", ranges=RANGES, categorical={"f2": CATEGORIES})
-    drawn = {float(make_baseline(bare, X, "uniform", seed)[0, 2]) for seed in range(60)}
+    drawn = {float(make_baseline(bare, X, "uniform", seed, engine)[0, 2]) for seed in range(60)}
     assert drawn == {0.0, 1.0, 2.0, 3.0}
