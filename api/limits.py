@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from api.config import ApiConfig
-from explainer.methods.shap_values import evaluation_budget, tabular_algorithm
+from explainer.methods.shap_values import evaluation_budget, exact_budget_error
 from explainer.options import ExplainOptions, ShapOptions
 from models.errors import ErrorItem, LimitExceeded
 from models.handle import ModelHandle
@@ -96,22 +96,10 @@ def _shap_budget_errors(options: ShapOptions, limits: Limits) -> list[ErrorItem]
     budget = evaluation_budget(options, limits.features)
     if budget <= limit:
         return []
-    features = limits.features
-    algorithm = options.algorithm
-    if (
-        features is not None
-        and algorithm != "gradient"
-        and tabular_algorithm(algorithm, features) == "exact"
-    ):
-        chosen = "'exact'" if algorithm == "exact" else "'auto' (exact for this model)"
-        auto_helps = tabular_algorithm("auto", features) != "exact"
-        return [
-            ErrorItem(
-                ("options", "shap", "algorithm"),
-                f"{chosen} needs 2**{features} evaluations, at most {limit} allowed:"
-                " use 'permutation'" + (" or 'auto'" if auto_helps else ""),
-            )
-        ]
+    if limits.features is not None:
+        exact = exact_budget_error(options.algorithm, limits.features, limit)
+        if exact is not None:
+            return [exact]
     if options.max_evals is not None:  # reported with the other options
         return []
     return [

@@ -109,20 +109,29 @@ def evaluation_budget(options: ShapOptions, features: int | None) -> int:
     return options.max_evals or max(PERMUTATION_MAX_EVALS, 2 * features + 1)
 
 
+def exact_budget_error(algorithm: str, features: int, limit: int) -> ErrorItem | None:
+    """The error for exact SHAP (asked for, or `auto` resolving to it) whose 2**F evaluations
+    are more than `limit`; None otherwise."""
+    if tabular_algorithm(algorithm, features) != "exact" or 2**features <= limit:
+        return None
+    chosen = "'exact'" if algorithm == "exact" else "'auto' (exact for this model)"
+    auto_helps = tabular_algorithm("auto", features) != "exact"
+    return ErrorItem(
+        ("options", "shap", "algorithm"),
+        f"{chosen} needs 2**{features} evaluations, at most {limit} allowed:"
+        " use 'permutation'" + (" or 'auto'" if auto_helps else ""),
+    )
+
+
 def _check_exact(features: int) -> None:
     """A 422 for exact SHAP whose 2**F evaluations are more than SHAP_MAX_EVALS."""
-    if 2**features > SHAP_MAX_EVALS:
+    error = exact_budget_error("exact", features, SHAP_MAX_EVALS)
+    if error is not None:
         raise InvalidInput(
             f"shap's exact algorithm needs 2**{features} model evaluations for this model's"
             f" {features} features, more than the limit of {SHAP_MAX_EVALS}: use algorithm"
             " 'permutation' (or 'auto', which chooses it above 10 features)",
-            [
-                ErrorItem(
-                    ("options", "shap", "algorithm"),
-                    f"'exact' needs 2**{features} evaluations, at most {SHAP_MAX_EVALS} allowed:"
-                    " use 'permutation' or 'auto'",
-                )
-            ],
+            [error],
         )
 
 
