@@ -325,7 +325,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     from explainer import Engine
     from explainer.audit import AuditStore, LocalExecutor, audit_report, run_job
-    from explainer.audit.io import RESULT_FORMATS, export_texts
+    from explainer.audit.io import RESULT_FORMATS, export_texts, flat_columns
     from explainer.audit.runner import ChunkExecutor
     from explainer.audit.worker import worker_id
     from models.repository import default_repository_path
@@ -355,9 +355,10 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"explainer: audit {job.status}: {job.error or ''}", file=sys.stderr)
         return EXIT_FAILURE
     classes = list(handle.spec.classes)
+    columns = flat_columns(store.result_texts(job.id), classes)  # the job is done: one reading
     for fmt in RESULT_FORMATS:  # streamed from the store: never every document at once
         with (args.out / f"results.{fmt}").open("wb") as file:
-            for part in export_texts(lambda: store.result_texts(job.id), fmt, classes):
+            for part in export_texts(lambda: store.result_texts(job.id), fmt, classes, columns):
                 file.write(part)
     report = audit_report(
         handle,

@@ -245,7 +245,7 @@ def document_json(document: dict[str, Any]) -> str:
 
 
 @dataclass
-class _Columns:
+class FlatColumns:
     """The flattened columns of a set of rows, in first-seen order, with the Python types of
     their values (NoneType where a cell is missing), to give every batch the same columns."""
 
@@ -311,7 +311,7 @@ class _Columns:
 
 
 def _flat_frame(
-    documents: Iterable[dict[str, Any]], classes: Sequence[str], columns: _Columns
+    documents: Iterable[dict[str, Any]], classes: Sequence[str], columns: FlatColumns
 ) -> pd.DataFrame:
     """A batch of documents flattened, with the whole set's columns and dtypes."""
     frame = pd.DataFrame([flat_record(d, classes) for d in documents])
@@ -324,14 +324,26 @@ def _flat_frame(
     return frame
 
 
+def flat_columns(texts: Iterable[str], classes: Sequence[str]) -> FlatColumns:
+    """The rows, columns and column types of stored row documents flattened for CSV and
+    Parquet (one reading of the texts)."""
+    columns = FlatColumns()
+    for text in texts:
+        columns.add(flat_record(json.loads(text), classes))
+    return columns
+
+
 def _flat_parts(
-    texts: Callable[[], Iterable[str]], fmt: ResultFormat, classes: Sequence[str]
+    texts: Callable[[], Iterable[str]],
+    fmt: ResultFormat,
+    classes: Sequence[str],
+    columns: FlatColumns | None,
 ) -> Iterator[bytes]:
     """CSV or Parquet, a batch of rows at a time: a first reading of the texts finds the
-    rows, their columns and the columns' types; a second flattens and writes those rows."""
-    columns = _Columns()
-    for text in texts():
-        columns.add(flat_record(json.loads(text), classes))
+    rows, their columns and the columns' types (unless given); a second flattens and writes
+    those rows."""
+    if columns is None:
+        columns = flat_columns(texts(), classes)
     schema = pa.schema([(name, columns.arrow_type(name)) for name in columns.names])
     sink = io.BytesIO()
     writer = pq.ParquetWriter(sink, schema) if fmt == "parquet" else None
@@ -363,14 +375,18 @@ def _drained(sink: io.BytesIO) -> bytes:
 
 
 def export_texts(
-    texts: Callable[[], Iterable[str]], fmt: ResultFormat, classes: Sequence[str]
+    texts: Callable[[], Iterable[str]],
+    fmt: ResultFormat,
+    classes: Sequence[str],
+    columns: FlatColumns | None = None,
 ) -> Iterator[bytes]:
     """Stored row documents (their `document_json` text, as the store keeps them) in `fmt`, in
     parts to stream, never holding the whole set: JSONL a batch of lines at a time; CSV and
     Parquet flattened to one column per value, a batch of rows at a time. `texts` gives the
-    texts anew on each call: CSV and Parquet read them twice."""
+    texts anew on each call: CSV and Parquet read them twice, once only when given the
+    `flat_columns` of the same texts (a set that no longer changes, for both formats)."""
     if fmt != "jsonl":
-        yield from _flat_parts(texts, fmt, classes)
+        yield from _flat_parts(texts, fmt, classes, columns)
         return
     lines = iter(texts())
     while batch := list(itertools.islice(lines, EXPORT_BATCH)):

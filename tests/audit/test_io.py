@@ -15,6 +15,7 @@ from explainer.audit.io import (
     ResultFormat,
     document_json,
     export_texts,
+    flat_columns,
     flat_record,
     read_rows,
 )
@@ -136,6 +137,27 @@ def test_rows_stored_while_exporting_are_left_out(fmt: ResultFormat) -> None:
     read = pd.read_csv if fmt == "csv" else pd.read_parquet
     frame = read(io.BytesIO(data))
     assert frame["row"].tolist() == list(range(10)) and "error" not in frame
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_columns_found_once_serve_both_formats(fmt: ResultFormat) -> None:
+    """The CLI finds a finished audit's columns once for CSV and Parquet: each export then
+    reads the texts once and writes what it writes on its own."""
+    texts = texts_of(MIXED)
+    columns = flat_columns(iter(texts), CLASSES)
+    readings: list[int] = []
+
+    def reading() -> list[str]:
+        readings.append(1)
+        return texts
+
+    given = b"".join(export_texts(reading, fmt, CLASSES, columns))
+    assert len(readings) == 1
+    read = pd.read_csv if fmt == "csv" else pd.read_parquet
+    alone = b"".join(export_texts(lambda: iter(texts), fmt, CLASSES))
+    pd.testing.assert_frame_equal(read(io.BytesIO(given)), read(io.BytesIO(alone)))
+    if fmt == "csv":
+        assert given == alone
 
 
 def test_an_int_column_with_a_gap_in_a_later_batch_is_float_throughout() -> None:
