@@ -27,6 +27,7 @@ import torch
 from explainer import memory
 from explainer.cache import LruCache
 from explainer.cancellation import raise_if_cancelled
+from explainer.chunk_tuning import fastest_chunk
 from explainer.inference_copy import inference_copy
 from models.errors import DeviceOutOfMemory, ErrorItem, ModelOutputNotFinite
 from models.handle import ModelHandle
@@ -146,29 +147,26 @@ class Engine:
         return TunedChunks(inference, gradients)
 
     def _tune(self, handle: ModelHandle, candidates: Sequence[int], gradients: bool) -> int:
-        """The largest chunk whose throughput is within 10% of the best (fewer, larger calls
-        cost less Python overhead in the explainers). Stops at a size that runs out of
-        memory, exceeds TUNE_MAX_BYTES, or is clearly slower than the best so far; one row
-        when even the first candidate runs out of memory.
-        """
-        rates: dict[int, float] = {}
+        """The chunk `chunk_tuning.fastest_chunk` picks from the candidates up to
+        TUNE_MAX_BYTES per call (the first always tried); one row when even the first runs
+        out of memory."""
         row_bytes = 4 * int(torch.tensor(handle.input_shape).prod())
-        for chunk in candidates:
-            if rates and chunk * row_bytes > TUNE_MAX_BYTES:
-                break
-            x = torch.rand((chunk, *handle.input_shape), device=self.device)
+        sizes = [c for i, c in enumerate(candidates) if i == 0 or c * row_bytes <= TUNE_MAX_BYTES]
+        inputs: dict[int, torch.Tensor] = {}
+
+        def measure(chunk: int) -> float | None:
+            if chunk not in inputs:
+                inputs[chunk] = torch.rand((chunk, *handle.input_shape), device=self.device)
             try:
-                rates[chunk] = self._throughput(handle, x, gradients)
+                return self._throughput(handle, inputs[chunk], gradients)
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error):
                     raise
-                break
-            if rates[chunk] < 0.66 * max(rates.values()):
-                break
-        if rates:
-            best = max(rates.values())
-            chosen = max(chunk for chunk, rate in rates.items() if rate >= 0.9 * best)
-        else:  # even the smallest candidate ran out of memory: one row per call
+                inputs.pop(chunk)
+                return None
+
+        chosen = fastest_chunk(measure, sizes)
+        if chosen is None:
             log.warning("out of memory at %d rows per call while tuning: 1 row", candidates[0])
             chosen = 1
         key = (handle.name, gradients)
