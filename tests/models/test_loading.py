@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import pathlib
+import pickle
 import shutil
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +113,88 @@ def test_a_pickle_carrying_code_is_refused_without_running(
     assert "evil" not in loaded.handles
     assert "evil" in loaded.errors
     assert not marker.exists()
+
+
+def _exported_program(path: Path) -> None:
+    program = torch.export.export(LogisticModel(WEIGHTS, 0.5).eval(), (X,))
+    torch.export.save(program, str(path), extra_files={"notes.txt": "plain bytes"})
+
+
+def _rewritten(path: Path, change: dict[str, bytes | None]) -> None:
+    """Rewrite the export archive at `path`: each entry (below the root folder) named in
+    `change` replaced by its bytes, added if new, or removed where None."""
+    with zipfile.ZipFile(path) as archive:
+        root = archive.namelist()[0].split("/", 1)[0]
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    for name, data in change.items():
+        entries.pop(f"{root}/{name}", None)
+        if data is not None:
+            entries[f"{root}/{name}"] = data
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def _pickled(marker: Path) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(_Payload(marker), buffer)
+    return buffer.getvalue()
+
+
+def _opaque_constant(marker: Path) -> dict[str, bytes | None]:
+    config = {
+        "evil": {
+            "path_name": "opaque_obj_0",
+            "is_param": False,
+            "use_pickle": True,
+            "tensor_meta": None,
+        }
+    }
+    return {
+        "data/constants/model_constants_config.json": json.dumps({"config": config}).encode(),
+        "data/constants/opaque_obj_0": pickle.dumps(_Payload(marker)),
+    }
+
+
+def _pickled_weight(marker: Path) -> dict[str, bytes | None]:
+    config = {
+        "w": {"path_name": "weight_0", "is_param": True, "use_pickle": True, "tensor_meta": None}
+    }
+    return {
+        "data/weights/model_weights_config.json": json.dumps({"config": config}).encode(),
+        "data/weights/weight_0": _pickled(marker),
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        lambda marker: {"data/sample_inputs/model.pt": _pickled(marker)},  # retried unsafely
+        _opaque_constant,  # torch.export.load calls pickle.loads on it
+        _pickled_weight,  # torch.load(weights_only=False)
+        lambda marker: {"data/aotinductor/model/model.so": b"\x7fELF"},  # native code
+    ],
+    ids=["sample-inputs", "opaque-object", "pickled-weight", "aotinductor"],
+)
+def test_an_export_archive_that_would_unpickle_or_run_code_is_refused_first(
+    tmp_path: Path, attack: Callable[[Path], dict[str, bytes | None]]
+) -> None:
+    """torch.export.load unpickles parts of an archive: checked before it is called."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "repo" / "m").mkdir(parents=True)
+    _exported_program(tmp_path / "repo" / "m" / "model.pt2")
+    _rewritten(tmp_path / "repo" / "m" / "model.pt2", attack(marker))
+    _write(tmp_path / "repo" / "m", {**SPEC, "format": "export", "artifact": "model.pt2"})
+    loaded = ModelRepository(tmp_path / "repo").load()
+    assert "m" not in loaded.handles and "model.pt2" in loaded.errors["m"]
+    assert not marker.exists()
+
+
+def test_an_export_archive_with_extra_files_loads(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    _exported_program(tmp_path / "m" / "model.pt2")
+    _write(tmp_path / "m", {**SPEC, "format": "export", "artifact": "model.pt2"})
+    torch.testing.assert_close(ModelRepository(tmp_path).load().get("m").forward(X), _expected())
 
 
 @pytest.mark.parametrize(
