@@ -110,6 +110,7 @@ class ModelHandle:
             raise ModelConfigError(
                 path, "x", f"shape {data.shape} does not match instances of {self.input_shape}"
             )
+        _check_background_values(path, data, self.spec.image is not None)
         return torch.from_numpy(data).to(self.device)
 
     def decode(
@@ -171,3 +172,21 @@ class ModelHandle:
                 "channels": image.channels,
             }
         return info
+
+
+def _check_background_values(path: Path, data: np.ndarray, image: bool) -> None:
+    """Background rows are references for every method: NaN or infinite values would reach
+    the model (or fail inside LIME), and image floats must be pixels in [0, 1] (0..255
+    floats would be out-of-range references). No value is put in the message."""
+    finite = np.isfinite(data.reshape(len(data), -1)).all(axis=1)
+    if not finite.all():
+        raise ModelConfigError(
+            path, "x", f"row {int(np.argmin(finite))} holds NaN or infinite values"
+        )
+    if image and len(data) and (data.min() < 0.0 or data.max() > 1.0):
+        raise ModelConfigError(
+            path,
+            "x",
+            "image backgrounds are uint8 pixels (B, H, W, C) or floats in [0, 1]"
+            " (B, C, H, W); these floats fall outside [0, 1]",
+        )

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from models.artifacts import ArtifactError
-from models.errors import ModelNotReady, NotFound
+from models.errors import InvalidInput, ModelNotReady, NotFound
 from models.handle import BACKGROUND_FILE, ModelHandle
 from models.spec import ModelConfigError, parse_model_toml
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 MODEL_REPO_ENV = "EXPLAINER_MODEL_REPO"
+# Scripted and exported modules hide their layers (Grad-CAM is not offered for them).
+_HIDDEN_LAYERS = (torch.jit.ScriptModule, torch.fx.GraphModule)
 
 
 def default_repository_path() -> Path:
@@ -77,6 +79,37 @@ def _check_forward(handle: ModelHandle) -> ModelHandle:
     return handle
 
 
+def _check_spec_needs(handle: ModelHandle) -> ModelHandle:
+    """Raise ModelConfigError for `model.toml` values that the loaded model cannot honour:
+    an example that does not decode, a default baseline without what it needs, a Grad-CAM
+    layer the model does not have. Returns `handle`."""
+    spec, spec_path = handle.spec, handle.directory / "model.toml"
+    if spec.example is not None:
+        try:
+            handle.decode([spec.example])
+        except InvalidInput as exc:
+            reasons = "; ".join(item.msg for item in exc.errors) or exc.detail
+            raise ModelConfigError(spec_path, "example", f"does not decode: {reasons}") from None
+    if handle.background is None and spec.default_baseline == "mean":
+        raise ModelConfigError(spec_path, "default_baseline", f"'mean' needs {BACKGROUND_FILE}")
+    if handle.background is None and spec.default_baseline == "uniform" and spec.tabular:
+        unranged = [f for f in spec.tabular.numeric_features if f not in spec.tabular.ranges]
+        if unranged:
+            raise ModelConfigError(
+                spec_path,
+                "default_baseline",
+                f"'uniform' needs {BACKGROUND_FILE} or [tabular.ranges] for {unranged}",
+            )
+    layer = spec.image.gradcam_layer if spec.image else None
+    module = handle.module
+    if layer and module is not None and not isinstance(module, _HIDDEN_LAYERS):
+        try:
+            module.get_submodule(layer)
+        except AttributeError:
+            raise ModelConfigError(spec_path, "image.gradcam_layer", "no such layer") from None
+    return handle
+
+
 def _are_probabilities(row: torch.Tensor) -> bool:
     row = row.double()
     return bool(((row >= 0) & (row <= 1)).all()) and abs(float(row.sum()) - 1.0) <= 1e-3
@@ -125,7 +158,8 @@ class ModelRepository:
             if only is not None and spec.name not in only:
                 continue
             try:
-                self.handles[spec.name] = _check_forward(ModelHandle(directory, spec).load(device))
+                handle = ModelHandle(directory, spec).load(device)
+                self.handles[spec.name] = _check_spec_needs(_check_forward(handle))
             except (ModelConfigError, ArtifactError) as exc:
                 self._record(directory, spec.name, str(exc))
             except Exception as exc:  # np.load alone raises ValueError, OSError, EOFError...

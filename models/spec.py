@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 
 Modality = Literal["tabular", "image"]
 ArtifactFormat = Literal["torchscript", "export", "safetensors"]
@@ -34,8 +34,14 @@ class _Strict(BaseModel):
 class FeatureRange(_Strict):
     """Valid range of a numeric feature, in its own units (inclusive)."""
 
-    min: float
-    max: float
+    min: FiniteFloat
+    max: FiniteFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureRange:
+        if self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
 
 
 class TabularSpec(_Strict):
@@ -82,8 +88,8 @@ class ImageSpec(_Strict):
     height: Annotated[int, Field(ge=8, le=4096)]
     width: Annotated[int, Field(ge=8, le=4096)]
     channels: Literal[1, 3]
-    mean: list[float]
-    std: list[float]
+    mean: list[FiniteFloat]
+    std: list[FiniteFloat]
     # Dotted path of the convolution layer used by Grad-CAM, e.g. "features.3".
     gradcam_layer: str | None = None
 
@@ -121,7 +127,7 @@ class ModelSpec(_Strict):
     # Default IG baseline: "zeros" | "mean" | "blur" | "uniform".
     default_baseline: Literal["zeros", "mean", "blur", "uniform"] = "zeros"
     # An example input (a tabular row keyed by feature name) for docs and the viewer.
-    example: dict[str, float | str] | None = None
+    example: dict[str, FiniteFloat | str] | None = None
     tabular: TabularSpec | None = None
     image: ImageSpec | None = None
     limits: ModelLimits = Field(default_factory=ModelLimits)
@@ -145,6 +151,11 @@ class ModelSpec(_Strict):
             missing = sorted(set(self.tabular.features) - set(self.example))
             if missing:
                 raise ValueError(f"example: missing feature(s) {missing}")
+            unknown = sorted(set(self.example) - set(self.tabular.features))
+            if unknown:
+                raise ValueError(f"example: unknown feature(s) {unknown}")
+        if self.default_baseline == "blur" and self.modality != "image":
+            raise ValueError("default_baseline: 'blur' is for image models")
         return self
 
     @property
@@ -168,7 +179,7 @@ def _first_error_key(error: ValidationError) -> tuple[str, str]:
     if ": " in msg and msg.startswith("Value error, "):
         sub, _, msg = msg.removeprefix("Value error, ").partition(": ")
         loc.append(sub)
-    return ".".join(loc) or "<root>", msg
+    return ".".join(loc) or "<root>", msg.removeprefix("Value error, ")
 
 
 def parse_model_toml(path: Path) -> ModelSpec:

@@ -6,6 +6,7 @@ import io
 import json
 import pathlib
 import pickle
+import re
 import shutil
 import zipfile
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from safetensors.torch import save_file
 
 from models import ModelRepository, NotFound
 from models.errors import ModelNotReady
+from models.repository import ZOO_DIR
 from tests.helpers import LogisticModel, to_toml, write_torchscript_model
 
 SPEC = {
@@ -28,6 +30,9 @@ SPEC = {
     "output": "logits",
     "tabular": {"features": ["a", "b", "c", "d", "e", "f"]},
 }
+FEATURES = ["a", "b", "c", "d", "e", "f"]
+EXAMPLE = dict.fromkeys(FEATURES, 0.5)
+NAN = float("nan")
 WEIGHTS = [1.0, -2.0, 0.5, 0.0, 3.0, -1.0]
 X = torch.tensor([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
 
@@ -209,6 +214,26 @@ def test_an_export_archive_with_extra_files_loads(tmp_path: Path) -> None:
         ({"artifact": "missing.pt"}, "artifact"),
         ({"format": "safetensors", "artifact": "model.pt"}, "factory"),
         ({"name": "../escape"}, "name"),
+        (
+            {"tabular": {"features": FEATURES, "ranges": {"a": {"min": 2.0, "max": 1.0}}}},
+            "tabular.ranges.a",
+        ),
+        (
+            {"tabular": {"features": FEATURES, "ranges": {"a": {"min": NAN, "max": 1.0}}}},
+            "tabular.ranges.a.min",
+        ),
+        ({"example": {**EXAMPLE, "typo": 1.0}}, "example"),
+        ({"example": {**EXAMPLE, "b": "high"}}, "example"),  # a number expected
+        (
+            {
+                "tabular": {"features": FEATURES, "categorical": {"a": ["x", "y"]}},
+                "example": {**EXAMPLE, "a": "z"},
+            },
+            "example",
+        ),
+        ({"default_baseline": "blur"}, "default_baseline"),  # an image baseline
+        ({"default_baseline": "mean"}, "default_baseline"),  # needs background.npz
+        ({"default_baseline": "uniform"}, "default_baseline"),  # ... or declared ranges
     ],
 )
 def test_a_bad_model_toml_names_file_and_key_and_others_still_load(
@@ -262,6 +287,8 @@ def _npy_of(array: np.ndarray) -> bytes:
         pytest.param(_npz_of(np.zeros((4, 6), np.float32))[:60], id="truncated"),  # BadZipFile
         pytest.param(_npy_of(np.zeros((4, 6), np.float32)), id="npy"),  # an array, no archive
         pytest.param(_npz_of(np.array([["a"] * 6] * 4)), id="strings"),  # not numbers
+        pytest.param(_npz_of(np.array([[0.0] * 6, [0.0] * 5 + [NAN]])), id="nan"),  # LIME: 500
+        pytest.param(_npz_of(np.array([[0.0] * 6, [np.inf] * 6])), id="inf"),
     ],
 )
 def test_an_unreadable_background_stops_only_its_model(tmp_path: Path, content: bytes) -> None:
@@ -316,3 +343,41 @@ def test_a_spec_that_does_not_match_its_artifact_is_caught_at_load(
     assert f"'{key}'" in message and shape in message
     with pytest.raises(ModelNotReady):
         repo.get("bad")
+
+
+def _lesion_copy(root: Path, toml_edit: Callable[[str], str] = lambda text: text) -> Path:
+    directory = root / "lesion-64"
+    shutil.copytree(ZOO_DIR / "lesion-64", directory)
+    (directory / "model.toml").write_text(toml_edit((directory / "model.toml").read_text()))
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (
+            lambda text: text.replace('gradcam_layer = "features.9"', 'gradcam_layer = "head.9"'),
+            "image.gradcam_layer",
+        ),
+        (lambda text: re.sub(r"std = \[.*\]", "std = [nan, nan, nan]", text), "image.std.0"),
+    ],
+    ids=["no-such-layer", "nan-std"],
+)
+def test_an_image_model_toml_the_model_cannot_honour_is_named(
+    tmp_path: Path, edit: Callable[[str], str], key: str
+) -> None:
+    """Found at load, not by every request (Grad-CAM's 422 named the caller's options)."""
+    _lesion_copy(tmp_path, edit)
+    errors = ModelRepository(tmp_path).load().errors
+    assert "model.toml" in errors["lesion-64"] and f"'{key}'" in errors["lesion-64"]
+
+
+def test_an_image_background_of_0_to_255_floats_is_refused(tmp_path: Path) -> None:
+    """Pixels are [0, 1] floats or uint8: 0..255 floats were references out of range."""
+    directory = _lesion_copy(tmp_path)
+    with np.load(directory / "background.npz") as archive:
+        pixels = archive["x"]
+    assert pixels.dtype == np.uint8  # (B, H, W, C) as stored: loads
+    np.savez(directory / "background.npz", x=pixels.transpose(0, 3, 1, 2).astype(np.float32))
+    errors = ModelRepository(tmp_path).load().errors
+    assert "background.npz" in errors["lesion-64"] and "[0, 1]" in errors["lesion-64"]
