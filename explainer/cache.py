@@ -33,14 +33,22 @@ class LruCache(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: K) -> V | None:
+    def get(self, key: K, count: bool = True) -> V | None:
+        """The value of `key` (now the most recently used), or None; a hit or a miss unless
+        `count` is False, for callers that count what they serve themselves (`record`)."""
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
-                self.hits += 1
+                self.hits += int(count)
                 return self._entries[key]
-            self.misses += 1
+            self.misses += int(count)
             return None
+
+    def record(self, hits: int = 0, misses: int = 0) -> None:
+        """Count hits and misses of lookups made with `get(key, count=False)`."""
+        with self._lock:
+            self.hits += hits
+            self.misses += misses
 
     def put(self, key: K, value: V) -> None:
         if self.max_entries == 0:

@@ -3,9 +3,10 @@
 Every method reaches the model through `Engine.forward` (with gradients, for captum) or
 `Engine.evaluate` (inference mode, for perturbation methods), so model calls are counted
 in one place, chunked, and retried with half the chunk when the device runs out of memory
-(the chunk grows back after a run of successful evaluations). Each model has two chunk
-sizes, tuned apart: one for calls without gradients and one for calls with them, which
-hold their activations for the backward pass and may run through another module.
+(the chunk grows back after a run of successful evaluations, and at once when a call of one
+row fails too). Each model has two chunk sizes, tuned apart: one for calls without
+gradients and one for calls with them, which hold their activations for the backward pass
+and may run through another module.
 Calls without gradients to an image model run through its frozen copy on the CPU
 (`explainer.inference_copy`); every call first checks that its request has not been given
 up (`explainer.cancellation`).
@@ -64,6 +65,31 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def usable_device(device: torch.device | str | None) -> torch.device:
+    """`device`, or `default_device()` for None; a ValueError naming it when this machine has
+    no such device (CUDA asked for without CUDA, or a GPU index past its last GPU)."""
+    if device is None:
+        return default_device()
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {str(device)!r}: {error}") from None
+    if chosen.type != "cuda":
+        return chosen
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {str(chosen)!r} was asked for, but CUDA is not available on this machine"
+            " (choose 'cpu', or leave the device unset to use CUDA only when present)"
+        )
+    count = torch.cuda.device_count()
+    if chosen.index is not None and chosen.index >= count:
+        raise ValueError(
+            f"device {str(chosen)!r} does not exist: this machine has {count} CUDA device(s),"
+            f" cuda:0 to cuda:{count - 1}"
+        )
+    return chosen
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """True for a device out-of-memory error (CUDA's, or a RuntimeError saying so)."""
     if isinstance(error, torch.OutOfMemoryError):
@@ -85,9 +111,9 @@ class Engine:
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        self.device = usable_device(device)
         if keep_freed_memory:  # process-wide (see explainer.memory)
             memory.keep_freed_memory()
-        self.device = torch.device(device) if device is not None else default_device()
         self.chunk_size = chunk_size
         # Mixed precision only where it helps and is supported: CUDA.
         self.autocast = autocast and self.device.type == "cuda"
@@ -240,7 +266,9 @@ class Engine:
         """Call `run(chunk)`; on out-of-memory halve the model's chunk and retry.
 
         `gradients`: `run` makes forward and backward passes, so the chunk with gradients
-        is used, and lowered.
+        is used, and lowered. Raises `DeviceOutOfMemory` when even one row does not fit, and
+        gives the model back the chunk it had before the shortage (one request too large
+        for the device must not leave every later one at a row per call).
         """
         key = (handle.name, gradients)
         while True:
@@ -253,6 +281,7 @@ class Engine:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 if chunk <= 1:
+                    self._restore(key)
                     raise DeviceOutOfMemory(
                         f"model {handle.name!r} does not fit in device memory"
                     ) from None
@@ -263,6 +292,15 @@ class Engine:
             else:
                 self._recover(key)
                 return result
+
+    def _restore(self, key: ChunkKey) -> None:
+        """Back to the chunk before the model's memory shortage (its ceiling), if lowered."""
+        ceiling = self.chunk_ceilings.pop(key, None)
+        if ceiling is None:
+            return
+        self.chunk_sizes[key] = ceiling
+        self._calls_since_lowered.pop(key, None)
+        log.warning("out of memory at one row: model chunk restored to %d", ceiling)
 
     def _recover(self, key: ChunkKey) -> None:
         """After RECOVERY_CALLS successes at a lowered chunk, try twice that chunk."""

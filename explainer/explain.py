@@ -8,14 +8,16 @@ on the rest of the batch), so finished explanations are cached per row and metho
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from explainer.cache import array_digest
+from explainer.cache import LruCache, array_digest
 from explainer.context import MethodContext
 from explainer.engine import Engine
 from explainer.methods import REGISTRY
@@ -120,12 +122,9 @@ def explain(
             for digest, t in zip(_row_digests(inputs), targets, strict=True)
         ]
         for result, row_keys in zip(results, keys, strict=True):
-            for name, key in row_keys.items() if use_cache else ():
-                hit = engine.explanations.get(key)
-                if hit is not None:
-                    result.methods[name] = dataclasses.replace(hit, cached=True)
+            result.methods.update(_cached_row(engine.explanations, row_keys) if use_cache else {})
         # Rows with any method missing from the cache are explained afresh, together.
-        missing = [i for i, result in enumerate(results) if len(result.methods) < len(names)]
+        missing = [i for i, result in enumerate(results) if not result.methods]
         if missing:
             ctx = MethodContext(
                 handle=handle,
@@ -140,8 +139,34 @@ def explain(
                 for index, explanation in zip(missing, _timed(name, ctx, missing), strict=True):
                     results[index].methods[name] = explanation
                     if use_cache:
-                        engine.explanations.put(keys[index][name], explanation)
+                        _store(engine.explanations, keys[index][name], explanation)
     return results
+
+
+def _cached_row(
+    cache: LruCache[Hashable, Any], row_keys: dict[str, Hashable]
+) -> dict[str, Explanation]:
+    """Copies of every method's cached explanation of a row, marked `cached`, counted as
+    hits (copies: see `_store`); none when one is missing, as the row is then explained
+    afresh: all misses.
+    """
+    found = [cache.get(key, count=False) for key in row_keys.values()]
+    hits = [hit for hit in found if hit is not None]
+    if len(hits) < len(found):
+        cache.record(misses=len(found))
+        return {}
+    cache.record(hits=len(hits))
+    return {
+        name: dataclasses.replace(copy.deepcopy(hit), cached=True)
+        for name, hit in zip(row_keys, hits, strict=True)
+    }
+
+
+def _store(cache: LruCache[Hashable, Any], key: Hashable, explanation: Explanation) -> None:
+    """Keep a copy of `explanation`, so that a caller changing it in place changes no later
+    answer (no copy when the cache keeps no entries)."""
+    if cache.max_entries:
+        cache.put(key, copy.deepcopy(explanation))
 
 
 def _timed(name: str, ctx: MethodContext, instances: Sequence[int]) -> list[Explanation]:

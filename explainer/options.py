@@ -71,7 +71,7 @@ class TreeOptions(_Options):
 
 
 class SmoothGradOptions(_Options):
-    """captum NoiseTunnel(Saliency) with Gaussian noise."""
+    """captum Saliency averaged over Gaussian-noised copies (as captum's NoiseTunnel)."""
 
     nt_samples: Annotated[int, Field(ge=1, le=256)] = 16
     # Fraction of each input's scale: the pixel range (images); each feature's standard

@@ -47,6 +47,8 @@ def prepare(engine: Engine, handle: ModelHandle, tune: bool, warm_up: bool) -> N
     if warm_up:
         methods = [m for m in METHODS if m in available_methods(handle)]
         options = WARM_UP_OPTIONS[handle.spec.modality]
-        explain(handle, warm_up_input(handle), methods, options=options, engine=engine)
-        engine.explanations.clear()
+        # Past the explanation cache: warm-up neither fills it nor counts in its hits and misses.
+        explain(
+            handle, warm_up_input(handle), methods, options=options, engine=engine, use_cache=False
+        )
         log.info("warmed up %s", handle.name)

@@ -1,25 +1,27 @@
 """Gradient and perturbation attributions through captum.
 
 saliency (`Saliency`), integrated_gradients (`IntegratedGradients`, Gauss-Legendre),
-smoothgrad (`NoiseTunnel` over `Saliency`), gradcam (`LayerGradCam`, upsampled to the input
-size) and occlusion (`Occlusion`). Each runs through the engine, with its out-of-memory
-backoff: captum's own batching arguments are set to the model's chunk size (the chunk with
-gradients, except for occlusion), and saliency and Grad-CAM, which captum runs in one
-call, take the instances a chunk at a time. Saliency, integrated gradients and smoothgrad
-take captum's gradients with one backward seed per batch, and integrated gradients recalls
-its Gauss-Legendre nodes (`captum_speedups`: the same numbers, less per-call work).
+smoothgrad (`Saliency` on noisy copies, as captum's `NoiseTunnel`), gradcam (`LayerGradCam`,
+upsampled to the input size) and occlusion (`Occlusion`). Each runs through the engine, with
+its out-of-memory backoff, on groups of at most a chunk of the instances (SmoothGrad: of its
+noisy copies), the chunk with gradients except for occlusion; integrated gradients and
+occlusion set captum's own batching arguments to the chunk, which captum raises to a row
+per instance of the group, so no model call has more rows than the chunk. Saliency,
+integrated gradients and smoothgrad take captum's gradients with one backward seed per
+batch, and integrated gradients recalls its Gauss-Legendre nodes (`captum_speedups`: the
+same numbers, less per-call work).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from captum.attr import (
     IntegratedGradients,
     LayerAttribution,
     LayerGradCam,
-    NoiseTunnel,
     Occlusion,
     Saliency,
 )
@@ -33,6 +35,8 @@ from models.handle import ModelHandle
 
 recall_gauss_legendre()
 
+T = TypeVar("T")
+
 # Without a background, SmoothGrad's scale of a tabular feature is its declared range / 4.
 RANGE_TO_STD = 4.0
 
@@ -42,12 +46,12 @@ def saliency(ctx: MethodContext) -> list[Explanation]:
     options = ctx.options.saliency
     method = with_one_seed_gradients(Saliency(ctx.forward))
 
-    def attribute(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def attribute(rows: slice, _: int) -> torch.Tensor:
         # A leaf that already requires gradients: captum would otherwise warn on every call.
-        leaf = inputs.detach().requires_grad_()
-        return method.attribute(leaf, target=targets, abs=options.abs)
+        leaf = ctx.inputs[rows].detach().requires_grad_()
+        return method.attribute(leaf, target=ctx.target_tensor[rows], abs=options.abs)
 
-    attributions = _by_instance_chunks(ctx, attribute)
+    attributions = torch.cat(_in_chunks(ctx, len(ctx.inputs), attribute))
     return [
         Explanation("saliency", row, ctx.score_kind, UNITS_GRADIENT)
         for row in to_map(attributions, ctx.is_image)
@@ -61,17 +65,19 @@ def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
     baseline = make_baseline(ctx.handle, ctx.inputs, kind, ctx.seed, ctx.engine)
     method = with_one_seed_gradients(IntegratedGradients(ctx.forward))
 
-    def run(chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def attribute(rows: slice, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
         return method.attribute(
-            ctx.inputs,
-            baselines=baseline,
-            target=ctx.target_tensor,
+            ctx.inputs[rows],
+            baselines=baseline[rows],
+            target=ctx.target_tensor[rows],
             n_steps=options.n_steps,
-            internal_batch_size=chunk,
+            internal_batch_size=chunk,  # at least the group's rows: one path point per row
             return_convergence_delta=True,
         )
 
-    attributions, delta = ctx.engine.with_backoff(ctx.handle, run, gradients=True)
+    groups = _in_chunks(ctx, len(ctx.inputs), attribute)
+    attributions = torch.cat([group for group, _ in groups])
+    delta = torch.cat([group_delta for _, group_delta in groups])
     results = []
     for row, row_delta in zip(to_map(attributions, ctx.is_image), delta.tolist(), strict=True):
         quality = {"convergence_delta": abs(float(row_delta))}
@@ -82,40 +88,46 @@ def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
 
 
 def smoothgrad(ctx: MethodContext) -> list[Explanation]:
-    """Saliency averaged over Gaussian-noised copies of each input (seeded per row).
+    """Saliency averaged over Gaussian-noised copies of each input (the same noise for
+    every row: `nt_samples` draws at once from a generator seeded with the request's seed,
+    so the numbers do not depend on the chunk the noised copies are taken in).
 
-    The noise is `stdev` times each feature's own scale (`_noise_scale`): captum's
-    NoiseTunnel draws one standard deviation per input tensor, so it runs on the inputs
-    divided by that scale, through the model of the rescaled inputs, and the gradients are
+    The noise is `stdev` times each feature's own scale (`_noise_scale`): the noise is
+    drawn with one standard deviation, `stdev`, and added to the inputs divided by that
+    scale; saliency runs through the model of the rescaled inputs, and the gradients are
     divided by the scale again (the chain rule), which leaves them in input units.
     """
     options = ctx.options.smoothgrad
     scale = _noise_scale(ctx)
-    method = NoiseTunnel(with_one_seed_gradients(Saliency(lambda z: ctx.forward(z * scale))))
+    method = with_one_seed_gradients(Saliency(lambda z: ctx.forward(z * scale)))
+    noise = _smoothgrad_noise(ctx, options.nt_samples, options.stdev)
     results = []
     for index in range(len(ctx.inputs)):
         row, target = ctx.inputs[index : index + 1] / scale, ctx.target_tensor[index : index + 1]
 
-        def run(chunk: int, row: torch.Tensor = row, target: torch.Tensor = target) -> torch.Tensor:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed)
-                return method.attribute(
-                    row,
-                    nt_type="smoothgrad",
-                    nt_samples=options.nt_samples,
-                    nt_samples_batch_size=chunk,
-                    stdevs=options.stdev,
-                    target=target,
-                    abs=True,
-                )
+        def attribute(
+            rows: slice, _: int, row: torch.Tensor = row, target: torch.Tensor = target
+        ) -> torch.Tensor:
+            noisy = (row + noise[rows]).detach().requires_grad_()
+            return method.attribute(noisy, target=target.expand(len(noisy)), abs=True)
 
-        attributions = ctx.engine.with_backoff(ctx.handle, run, gradients=True) / scale
+        gradients = torch.cat(_in_chunks(ctx, options.nt_samples, attribute))
+        attributions = gradients.sum(dim=0, keepdim=True) / options.nt_samples / scale
         results.append(
             Explanation(
                 "smoothgrad", to_map(attributions, ctx.is_image)[0], ctx.score_kind, UNITS_GRADIENT
             )
         )
     return results
+
+
+def _smoothgrad_noise(ctx: MethodContext, samples: int, stdev: float) -> torch.Tensor:
+    """`samples` draws of N(0, stdev^2) noise for one input, in one call to the generator
+    of the inputs' device seeded with the request's seed (what captum's NoiseTunnel drew
+    after `torch.manual_seed(seed)` when it took all samples in one batch)."""
+    generator = torch.Generator(device=ctx.inputs.device).manual_seed(ctx.seed)
+    shape = (samples, *ctx.inputs.shape[1:])
+    return torch.randn(shape, generator=generator, device=ctx.inputs.device) * stdev
 
 
 def _noise_scale(ctx: MethodContext) -> torch.Tensor:
@@ -155,8 +167,9 @@ def gradcam(ctx: MethodContext) -> list[Explanation]:
     """Grad-CAM on the model's `gradcam_layer`, ReLU'd and upsampled to the input size."""
     method = LayerGradCam(ctx.forward, _gradcam_layer(ctx))
 
-    def attribute(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        relevance = method.attribute(inputs, target=targets, relu_attributions=True)
+    def attribute(rows: slice, _: int) -> torch.Tensor:
+        inputs = ctx.inputs[rows]
+        relevance = method.attribute(inputs, target=ctx.target_tensor[rows], relu_attributions=True)
         if relevance.dim() != 4:
             raise InvalidInput(
                 "the Grad-CAM layer's output is not a spatial map",
@@ -166,26 +179,28 @@ def gradcam(ctx: MethodContext) -> list[Explanation]:
             relevance, tuple(inputs.shape[-2:]), interpolate_mode="bilinear"
         )
 
-    upsampled = _by_instance_chunks(ctx, attribute)
+    upsampled = torch.cat(_in_chunks(ctx, len(ctx.inputs), attribute))
     return [
         Explanation("gradcam", row, ctx.score_kind, UNITS_RELEVANCE)
         for row in to_map(upsampled, is_image=True)
     ]
 
 
-def _by_instance_chunks(
-    ctx: MethodContext, attribute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-) -> torch.Tensor:
-    """`attribute(inputs, targets)` over the instances, at most a gradient chunk at a time."""
+def _in_chunks(
+    ctx: MethodContext, total: int, attribute: Callable[[slice, int], T], gradients: bool = True
+) -> list[T]:
+    """`attribute(rows, chunk)` for each group of at most `chunk` of `total` rows (of the
+    instances, or of SmoothGrad's noised copies), with the engine's backoff on the model's
+    chunk (with gradients, or without): one group when the chunk holds them all.
 
-    def run(chunk: int) -> torch.Tensor:
-        parts = [
-            attribute(ctx.inputs[start : start + chunk], ctx.target_tensor[start : start + chunk])
-            for start in range(0, len(ctx.inputs), chunk)
-        ]
-        return torch.cat(parts)
+    `attribute` calls the model with at most `chunk` rows at a time, so halving the chunk
+    after an out-of-memory error always makes the calls smaller.
+    """
 
-    return ctx.engine.with_backoff(ctx.handle, run, gradients=True)
+    def run(chunk: int) -> list[T]:
+        return [attribute(slice(start, start + chunk), chunk) for start in range(0, total, chunk)]
+
+    return ctx.engine.with_backoff(ctx.handle, run, gradients=gradients)
 
 
 def _gradcam_layer(ctx: MethodContext) -> torch.nn.Module:
@@ -223,18 +238,19 @@ def occlusion(ctx: MethodContext) -> list[Explanation]:
         window, strides = (1,), (1,)
     method = Occlusion(ctx.forward)
 
-    def run(chunk: int) -> torch.Tensor:
+    def attribute(rows: slice, chunk: int) -> torch.Tensor:
+        inputs = ctx.inputs[rows]
         with torch.no_grad():
             return method.attribute(
-                ctx.inputs,
+                inputs,
                 sliding_window_shapes=window,
                 strides=strides,
-                baselines=baseline,
-                target=ctx.target_tensor,
-                perturbations_per_eval=max(1, chunk // len(ctx.inputs)),
+                baselines=baseline[rows],
+                target=ctx.target_tensor[rows],
+                perturbations_per_eval=max(1, chunk // len(inputs)),
             )
 
-    attributions = ctx.engine.with_backoff(ctx.handle, run)
+    attributions = torch.cat(_in_chunks(ctx, len(ctx.inputs), attribute, gradients=False))
     return [
         Explanation("occlusion", row, ctx.score_kind, ctx.units)
         for row in to_map(attributions, ctx.is_image)

@@ -93,6 +93,15 @@ def test_requests_cache_and_models(zoo_client: FlaskClient) -> None:
     assert value(after, "process_cpu_seconds_total") > 0
 
 
+def test_warm_up_is_no_cache_traffic(make_app: AppFactory) -> None:
+    """Models warmed up at load: the cache has neither served nor missed anything yet."""
+    client = make_app(warm_up=True).test_client()
+    samples = scrape(get_metrics(client))
+    assert value(samples, "explainer_models_loaded") == 2
+    for name in ("hits_total", "misses_total", "entries"):
+        assert value(samples, f"explainer_explanation_cache_{name}") == 0
+
+
 def test_unmatched_paths_are_counted_without_the_path(zoo_client: FlaskClient) -> None:
     secret = "patient-4711-no-such-route"
     assert zoo_client.get(f"/{secret}").status_code == 404

@@ -7,6 +7,7 @@ import torch
 
 from explainer import Engine, ExplainOptions, explain
 from explainer.cache import LruCache
+from explainer.warmup import prepare
 from models import ModelHandle
 
 X = torch.tensor([[1.0, 0.8, -0.5, 0.3, -1.2, 0.7], [-0.3, 0.1, 2.0, -1.0, 0.4, 0.0]])
@@ -101,6 +102,60 @@ def test_lru_cache_is_bounded_and_counts() -> None:
     cache.put(3, "c")  # drops 2, the least recently used
     assert cache.get(2) is None and cache.get(3) == "c" and len(cache) == 2
     assert cache.stats() == {"entries": 2, "hits": 2, "misses": 1}
+
+
+def test_lookups_can_be_counted_by_the_caller() -> None:
+    cache: LruCache[int, str] = LruCache(2)
+    cache.put(1, "a")
+    assert cache.get(1, count=False) == "a" and cache.get(2, count=False) is None
+    cache.record(hits=3, misses=1)
+    assert cache.stats() == {"entries": 1, "hits": 3, "misses": 1}
+
+
+def test_hits_and_misses_count_what_the_cache_served(known_models: dict[str, ModelHandle]) -> None:
+    """A row with a method missing is explained afresh with every method: all misses."""
+    engine = Engine("cpu")
+    handle = known_models["logistic"]
+    explain(handle, X, ["saliency"], target=1, engine=engine)
+    assert (engine.explanations.hits, engine.explanations.misses) == (0, 2)
+    mixed = explain(handle, X, ["saliency", "occlusion"], target=1, engine=engine)
+    assert not any(row.methods["saliency"].cached for row in mixed)
+    assert (engine.explanations.hits, engine.explanations.misses) == (0, 2 + 4)
+    again = explain(handle, X, ["saliency", "occlusion"], target=1, engine=engine)
+    assert all(explanation.cached for row in again for explanation in row.methods.values())
+    assert (engine.explanations.hits, engine.explanations.misses) == (4, 6)
+
+
+def test_warm_up_neither_fills_nor_counts_in_the_cache(
+    known_models: dict[str, ModelHandle],
+) -> None:
+    engine = Engine("cpu")
+    explain(known_models["logistic"], X, ["saliency"], target=1, engine=engine)
+    prepare(engine, known_models["logistic"], tune=False, warm_up=True)
+    assert engine.explanations.stats() == {"entries": 2, "hits": 0, "misses": 2}
+
+
+def test_changing_a_result_in_place_changes_no_later_answer(
+    known_models: dict[str, ModelHandle],
+) -> None:
+    """The cache keeps and hands out copies: a caller may normalise or round in place."""
+    engine = Engine("cpu")
+    handle = known_models["logistic"]
+    methods = ["saliency", "integrated_gradients", "tree"]
+    truth = explain(handle, X[:1], methods, target=1, seed=1, engine=Engine("cpu"))[0]
+    for _ in range(2):  # the first result is computed, the second served from the cache
+        served = explain(handle, X[:1], methods, target=1, seed=1, engine=engine)[0]
+        for name in methods:
+            expected = truth.methods[name]
+            np.testing.assert_array_equal(served.methods[name].attributions, expected.attributions)
+            assert served.methods[name].quality == expected.quality
+            served.methods[name].attributions /= 10.0
+            served.methods[name].quality["changed"] = 1.0
+        surrogate = served.methods["tree"].surrogate
+        assert surrogate is not None and truth.methods["tree"].surrogate is not None
+        assert surrogate.rules == truth.methods["tree"].surrogate.rules
+        surrogate.rules.append("changed")
+    assert served.methods["saliency"].cached
 
 
 def test_use_cache_false_neither_reads_nor_fills(known_models: dict[str, ModelHandle]) -> None:

@@ -108,6 +108,26 @@ def test_out_of_memory_at_chunk_one_is_a_503(
     assert error.value.status == 503
 
 
+def test_out_of_memory_at_one_row_gives_the_model_its_chunk_back(
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
+) -> None:
+    """A request too large for the device fails alone: later ones keep the model's chunk."""
+    module = counted("logistic", fail_above=60)
+    handle = known_models["logistic"]
+    engine = Engine("cpu", chunk_size=256)
+    engine.evaluate(handle, X.expand(300, -1).contiguous())
+    assert engine.chunk_for(handle) == 32  # a passing shortage: 256 -> 128 -> 64 -> 32
+    module.fail_above = 0  # then not even one row fits
+    with pytest.raises(DeviceOutOfMemory):
+        engine.evaluate(handle, X)
+    assert engine.chunk_for(handle) == 256 and ("logistic", False) not in engine.chunk_ceilings
+    module.fail_above = None
+    calls = module.calls
+    engine.evaluate(handle, X.expand(300, -1).contiguous())
+    assert module.calls - calls == 2  # 256 + 44 rows, not 300 calls of one row
+
+
 def test_a_given_up_computation_stops_before_its_next_model_call(
     known_models: dict[str, ModelHandle],
     counted,  # type: ignore[no-untyped-def]
@@ -137,3 +157,16 @@ def test_device_defaults_to_cuda_when_available_and_is_overridable() -> None:
     assert Engine().device.type == expected
     assert Engine("cpu").device.type == "cpu"
     assert not Engine("cpu", autocast=True).autocast  # mixed precision only on CUDA
+
+
+def test_a_device_this_machine_lacks_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda' was asked for, but CUDA is not available"):
+        Engine("cuda", keep_freed_memory=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="device 'cuda:2' does not exist: this machine has 2"):
+        Engine("cuda:2", keep_freed_memory=False)
+    assert Engine("cuda:1", keep_freed_memory=False).device == torch.device("cuda:1")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        Engine("gpu", keep_freed_memory=False)

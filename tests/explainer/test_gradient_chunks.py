@@ -97,11 +97,11 @@ def short_of_memory(lesion: ModelHandle) -> Iterator[Callable[[int], None]]:
         hook.remove()
 
 
-# Saliency and Grad-CAM run the instances a chunk at a time; the others are batched by
-# captum or shap in calls of at least one row per instance (two images here).
+# The captum methods run the instances (SmoothGrad: its noised copies) a chunk at a time;
+# shap batches in calls of at least one row per instance (two images here).
 @pytest.mark.parametrize(
     ("method", "most"),
-    [("saliency", 1), ("gradcam", 1), ("integrated_gradients", 2), ("smoothgrad", 2), ("shap", 2)],
+    [("saliency", 1), ("gradcam", 1), ("integrated_gradients", 1), ("smoothgrad", 1), ("shap", 2)],
 )
 def test_gradient_methods_survive_out_of_memory_with_the_same_numbers(
     lesion: ModelHandle, short_of_memory: Callable[[int], None], method: str, most: int
@@ -121,6 +121,34 @@ def test_gradient_methods_survive_out_of_memory_with_the_same_numbers(
             theirs.methods[method].attributions,
             rtol=1e-4,
             atol=1e-6,
+        )
+
+
+@pytest.mark.parametrize(
+    ("method", "gradients"), [("integrated_gradients", True), ("occlusion", False)]
+)
+def test_captum_batched_methods_call_the_model_with_fewer_rows_than_instances(
+    known_models: dict[str, ModelHandle],
+    counted,  # type: ignore[no-untyped-def]
+    method: str,
+    gradients: bool,
+) -> None:
+    """captum batches at least a row per instance: these methods give it a chunk of them."""
+    handle = known_models["logistic"]
+    rows = torch.tensor([[1.0, 0.8, -0.5, 0.3, -1.2, 0.7]]) * torch.tensor([[1.0], [0.5], [-1.0]])
+    reference = explain(handle, rows, [method], engine=Engine("cpu"))
+    counted("logistic", fail_above=2)  # fewer rows than the request's three instances
+    engine = Engine("cpu", chunk_size=64)
+    result = explain(handle, rows, [method], engine=engine)
+    assert engine.chunk_for(handle, gradients=gradients) == 2
+    for ours, theirs in zip(result, reference, strict=True):
+        np.testing.assert_allclose(
+            ours.methods[method].attributions, theirs.methods[method].attributions, atol=1e-6
+        )
+        quality = ours.methods[method].quality  # IG's convergence delta, nothing for occlusion
+        assert quality.keys() == theirs.methods[method].quality.keys()
+        np.testing.assert_allclose(
+            list(quality.values()), list(theirs.methods[method].quality.values()), atol=1e-6
         )
 
 
