@@ -6,6 +6,8 @@ import { fmt, h, methodName, orderedMethods } from "./dom.js";
 import { methodBadges } from "./quality.js";
 
 const TOP_FEATURES = 10;
+// Methods whose attributions are sensitivities |d score / d x| (their default): no direction.
+const MAGNITUDE_METHODS = ["saliency", "smoothgrad"];
 
 function show(section, ...children) {
   const shown = children.filter(Boolean);
@@ -99,9 +101,14 @@ export function renderSummary(container, response, explanation, classes) {
   );
 }
 
+/** Release the object URLs of the fetched images under `root`. */
+function revokeImages(root) {
+  for (const img of root.querySelectorAll("img[data-object-url]")) URL.revokeObjectURL(img.src);
+}
+
 /** Empty the heatmap grid, releasing the object URLs of its images. */
 export function clearHeatmaps(grid) {
-  for (const img of grid.querySelectorAll("img[data-object-url]")) URL.revokeObjectURL(img.src);
+  revokeImages(grid);
   grid.replaceChildren();
 }
 
@@ -117,9 +124,18 @@ function heatmapPath(response, method, result, display) {
 
 /**
  * Heatmaps side by side, the input first. Images are fetched with the API key and shown
- * from object URLs; the previous ones are revoked. Resolves once every image has loaded.
+ * from object URLs; the previous ones are revoked. Resolves once every image has loaded;
+ * when `isCurrent()` then says a later drawing was asked for, they are dropped instead.
  */
-export async function renderHeatmaps(section, grid, response, explanation, input, display) {
+export async function renderHeatmaps(
+  section,
+  grid,
+  response,
+  explanation,
+  input,
+  display,
+  isCurrent = () => true,
+) {
   const { score } = explanation;
   const label = explanation.target?.label ?? explanation.prediction?.label ?? "";
   const methods = orderedMethods(explanation.methods);
@@ -146,6 +162,10 @@ export async function renderHeatmaps(section, grid, response, explanation, input
       );
     }),
   );
+  if (!isCurrent()) {
+    figures.forEach(revokeImages);
+    return;
+  }
   const original = h(
     "figure",
     { class: "heatmap" },
@@ -162,19 +182,41 @@ export async function renderHeatmaps(section, grid, response, explanation, input
   section.hidden = false;
 }
 
-function barCell(value, scale) {
-  const width = scale > 0 ? (50 * Math.abs(value)) / scale : 0;
-  const side = value >= 0 ? "pos" : "neg";
+/** True for a magnitude-only method's values (signed ones, `abs: false`, keep the sign). */
+function isMagnitude(method, values) {
+  return MAGNITUDE_METHODS.includes(method) && values.every((v) => v >= 0);
+}
+
+/** A diverging bar from the middle, or a neutral one from the left for a magnitude. */
+function barCell(value, scale, magnitude) {
+  const share = scale > 0 ? Math.abs(value) / scale : 0;
+  const side = magnitude ? "magnitude" : value >= 0 ? "pos" : "neg";
   return h(
     "td",
     { class: "bar-cell" },
     h(
       "span",
-      { class: "bar-track" },
-      h("span", { class: `bar bar-${side}`, style: { width: `${width}%` } }),
+      { class: magnitude ? "bar-track from-zero" : "bar-track" },
+      h("span", {
+        class: `bar bar-${side}`,
+        style: { width: `${(magnitude ? 100 : 50) * share}%` },
+      }),
     ),
     h("span", { class: "bar-value num", text: fmt(value) }),
   );
+}
+
+/** What the bars' colours mean: red and blue for signed columns, grey for magnitudes. */
+function barsLegend(columns, magnitudes) {
+  const grey = columns.filter((_, c) => magnitudes[c]).map(([method]) => methodName(method));
+  return [
+    magnitudes.some((m) => !m) && "Red pushes toward the explained class, blue away.",
+    grey.length > 0 &&
+      `${grey.join(" and ")} (grey): a magnitude, how strongly the score reacts to the ` +
+        "feature, not in which direction.",
+  ]
+    .filter(Boolean)
+    .join(" ");
 }
 
 /** Tabular attributions: features x methods, one diverging bar per cell, top features first. */
@@ -189,6 +231,7 @@ export function renderBars(section, explanation, features, row) {
     .map((_, i) => i)
     .sort((a, b) => Math.abs(sortBy[1].attributions[b]) - Math.abs(sortBy[1].attributions[a]));
   const scales = columns.map(([, r]) => Math.max(...r.attributions.map(Math.abs)));
+  const magnitudes = columns.map(([method, r]) => isMagnitude(method, r.attributions));
   const rows = order.map((i, rank) =>
     h(
       "tr",
@@ -202,7 +245,7 @@ export function renderBars(section, explanation, features, row) {
           text: `${row[features[i].name]}${features[i].unit ? ` ${features[i].unit}` : ""}`,
         }),
       ),
-      columns.map(([, result], c) => barCell(result.attributions[i], scales[c])),
+      columns.map(([, result], c) => barCell(result.attributions[i], scales[c], magnitudes[c])),
     ),
   );
   const toggle =
@@ -231,9 +274,10 @@ export function renderBars(section, explanation, features, row) {
       h("h3", { id: "bars-title", text: "Attributions" }),
       h("p", {
         class: "hint",
+        id: "bars-legend",
         text:
           `Sorted by |${methodName(sortBy[0])}|; bars scaled per method. ` +
-          "Red pushes toward the explained class, blue away.",
+          barsLegend(columns, magnitudes),
       }),
     ),
     h(
@@ -249,12 +293,13 @@ export function renderBars(section, explanation, features, row) {
             "tr",
             {},
             h("th", { scope: "col", text: "Feature" }),
-            columns.map(([method, result]) =>
+            columns.map(([method, result], c) =>
               h(
                 "th",
                 { scope: "col" },
                 methodName(method),
                 result.units && h("span", { class: "hint", text: ` ${result.units}` }),
+                magnitudes[c] && h("span", { class: "hint", text: " (magnitude)" }),
               ),
             ),
           ),
@@ -308,13 +353,11 @@ function conditions(node, features) {
     return [`${node.feature} in {${side(true)}}`, `${node.feature} in {${side(false)}}`];
   }
   const unit = spec.unit ? ` ${spec.unit}` : "";
-  return [
-    `${node.feature} ≤ ${fmt(node.threshold, 4)}${unit}`,
-    `${node.feature} > ${fmt(node.threshold, 4)}${unit}`,
-  ];
+  const threshold = node.threshold_text; // as the rules write it
+  return [`${node.feature} ≤ ${threshold}${unit}`, `${node.feature} > ${threshold}${unit}`];
 }
 
-/** One node of {nodes: [{id, value, weight, feature, threshold, left, right}], path}. */
+/** One node of {nodes: [{id, value, weight, feature, threshold, threshold_text, left, right}], path}. */
 function treeNode(id, tree, features, condition) {
   const node = tree.nodes[id];
   const onPath = tree.path.includes(id);

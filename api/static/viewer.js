@@ -31,8 +31,10 @@ const $ = (id) => document.getElementById(id);
 const state = {
   models: [],
   model: null,
-  image: null, // {file, url, name}
-  last: null, // {response, explanation, input}: the explanation shown
+  image: null, // {file, url, name}: the image chosen (its url is the preview's)
+  last: null, // {response, explanation, input}: the explanation shown (input has its own url)
+  tickets: 0, // bumped by each request and model change: an older response is stale
+  draws: 0, // bumped by each heatmap drawing and clearing: an older drawing is dropped
 };
 
 function setStatus(text, kind = "") {
@@ -67,9 +69,22 @@ async function loadModels() {
   selectModel(state.models[0]?.name);
 }
 
+/** Make `last` the explanation shown, revoking the input image URL of the one it replaces. */
+function setLast(last) {
+  if (state.last?.input) URL.revokeObjectURL(state.last.input.url);
+  state.last = last;
+}
+
+/** Revoke the URL of a request's input image, unless the explanation shown uses it. */
+function releaseInput(request) {
+  if (request.input && state.last?.input !== request.input) URL.revokeObjectURL(request.input.url);
+}
+
 /** Back to the empty results panel (a new model makes the old explanation stale). */
 function clearResults() {
-  state.last = null;
+  setLast(null);
+  state.tickets += 1; // a response still on its way is for the old model
+  state.draws += 1;
   $("summary").replaceChildren();
   clearHeatmaps($("heatmap-grid"));
   for (const id of ["heatmaps", "bars", "reasons", "tree", "timings", "raw-json"]) {
@@ -126,14 +141,19 @@ function takeImage(file) {
   setStatus("");
 }
 
-/** The explain request the form describes, and the tabular row (null for images). */
+/**
+ * The explain request the form describes, with what it is about, taken now: the model, the
+ * input image with a URL of its own (null for tabular) and the tabular row (null for images).
+ */
 async function buildRequest() {
-  const isImage = state.model.modality === "image";
+  const model = state.model;
+  const image = state.image;
+  const isImage = model.modality === "image";
   const methods = readMethods($("methods"));
   if (methods.length === 0) throw new Error("Pick at least one method.");
-  if (isImage && !state.image) throw new Error("Choose or drop an image first.");
+  if (isImage && !image) throw new Error("Choose or drop an image first.");
   const row = isImage ? null : readFeatures($("features"));
-  const instance = isImage ? { b64: await fileToBase64(state.image.file) } : row;
+  const instance = isImage ? { b64: await fileToBase64(image.file) } : row;
   const body = {
     instances: [instance],
     methods,
@@ -147,11 +167,14 @@ async function buildRequest() {
     }),
     heatmaps: isImage,
   };
-  return { body, row };
+  const input = isImage ? { ...image, url: URL.createObjectURL(image.file) } : null;
+  return { body, model, input, row };
 }
 
+/** Draw the shown explanation's heatmaps, unless a later drawing overtakes this one. */
 async function showHeatmaps() {
   const { response, explanation, input } = state.last;
+  const draw = ++state.draws;
   await renderHeatmaps(
     $("heatmaps"),
     $("heatmap-grid"),
@@ -159,49 +182,62 @@ async function showHeatmaps() {
     explanation,
     input,
     heatmapDisplay(),
+    () => draw === state.draws,
   );
+}
+
+/** Show the response to `request`: everything from the request, nothing from the form. */
+async function showExplanation(request, response, roundTrip) {
+  const { model, input, row } = request;
+  const explanation = response.explanations[0];
+  setLast({ response, explanation, input });
+  $("placeholder").hidden = true;
+  renderSummary($("summary"), response, explanation, model.classes);
+  const raw = $("raw-json");
+  raw.href = `/v1/explanations/${response.id}`;
+  raw.hidden = false;
+  if (input) {
+    await showHeatmaps();
+    $("bars").hidden = true;
+  } else {
+    $("heatmaps").hidden = true;
+    renderBars($("bars"), explanation, featureSpecs(model), row);
+  }
+  renderReasons($("reasons"), explanation);
+  await renderTree($("tree"), explanation, featureSpecs(model), input);
+  renderTimings($("timings"), explanation, roundTrip);
 }
 
 async function explain(event) {
   event.preventDefault();
   if (!state.model) return;
   const button = $("explain");
+  const ticket = ++state.tickets;
+  const current = () => ticket === state.tickets;
   let request;
   try {
     request = await buildRequest();
   } catch (error) {
-    setStatus(error.message, "error");
+    if (current()) setStatus(error.message, "error");
     return;
   }
+  if (!current()) return releaseInput(request); // model changed or Explain pressed again
   button.disabled = true;
   $("results").setAttribute("aria-busy", "true");
   setStatus(`Explaining with ${request.body.methods.length} methods…`, "busy");
   const started = performance.now();
   try {
     const response = await requestJson(
-      `/v1/models/${encodeURIComponent(state.model.name)}/explain`,
+      `/v1/models/${encodeURIComponent(request.model.name)}/explain`,
       request.body,
     );
+    if (!current()) return; // the model was changed meanwhile: its results are gone
     const roundTrip = performance.now() - started;
-    const explanation = response.explanations[0];
-    state.last = { response, explanation, input: request.row ? null : state.image };
-    $("placeholder").hidden = true;
-    renderSummary($("summary"), response, explanation, state.model.classes);
-    const raw = $("raw-json");
-    raw.href = `/v1/explanations/${response.id}`;
-    raw.hidden = false;
-    if (state.model.modality === "image") {
-      await showHeatmaps();
-      $("bars").hidden = true;
-    } else {
-      $("heatmaps").hidden = true;
-      renderBars($("bars"), explanation, featureSpecs(state.model), request.row);
-    }
-    renderReasons($("reasons"), explanation);
-    await renderTree($("tree"), explanation, featureSpecs(state.model), state.last.input);
-    renderTimings($("timings"), explanation, roundTrip);
+    await showExplanation(request, response, roundTrip);
+    if (!current()) return clearResults(); // changed while the results were drawn
     setStatus(`Explained in ${(roundTrip / 1000).toFixed(2)} s.`, "ok");
   } catch (error) {
+    if (!current()) return;
     if (error instanceof ApiError) markErrors($("features"), error.errors);
     const details =
       error instanceof ApiError
@@ -209,6 +245,7 @@ async function explain(event) {
         : [];
     setStatus(`${error.message}${details.join(";")}`, "error");
   } finally {
+    releaseInput(request);
     button.disabled = false;
     $("results").removeAttribute("aria-busy");
   }

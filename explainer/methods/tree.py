@@ -143,9 +143,11 @@ def _tree_dict(model: DecisionTreeRegressor, names: list[str], path: list[int]) 
         }
         left, right = int(structure.children_left[node]), int(structure.children_right[node])
         if left != right:
+            threshold = float(structure.threshold[node])
             entry.update(
                 feature=names[int(structure.feature[node])],
-                threshold=float(structure.threshold[node]),
+                threshold=threshold,
+                threshold_text=threshold_text(threshold),  # as the rules write it
                 left=left,
                 right=right,
             )

@@ -37,33 +37,40 @@ def check_alpha(alpha: float) -> None:
 
 @dataclass(frozen=True)
 class Scale:
-    """How values map onto [0, 1] colour positions: symmetric for signed data."""
+    """How values map onto [0, 1] colour positions: [-max|v|, max|v|] (zero in the middle)
+    when symmetric, else [0, max v], so that colour and strength always measure from zero."""
 
     low: float
     high: float
 
     @classmethod
-    def for_values(cls, values: np.ndarray, signed: bool) -> Scale:
+    def for_values(cls, values: np.ndarray, symmetric: bool) -> Scale:
         finite = values[np.isfinite(values)]
-        if finite.size == 0:
-            return cls(-1.0, 1.0) if signed else cls(0.0, 1.0)
-        if signed:
-            bound = float(np.abs(finite).max()) or 1.0
-            return cls(-bound, bound)
-        low, high = float(finite.min()), float(finite.max())
-        return cls(low, high if high > low else low + 1.0)
+        bound = (float(np.abs(finite).max()) if finite.size else 0.0) or 1.0
+        return cls(-bound, bound) if symmetric else cls(0.0, bound)
 
     def positions(self, values: np.ndarray) -> np.ndarray:
-        """Values -> [0, 1]; non-finite values go to the middle (signed) or bottom."""
+        """Values -> [0, 1]; non-finite values go to the middle (symmetric) or bottom."""
         scaled = (values - self.low) / (self.high - self.low)
         fallback = 0.5 if self.low < 0 < self.high else 0.0
         return np.clip(np.where(np.isfinite(scaled), scaled, fallback), 0.0, 1.0)
+
+    def strengths(self, values: np.ndarray) -> np.ndarray:
+        """|v| / the scale's largest |v|, in [0, 1]; non-finite values have none."""
+        strength = np.abs(values) / max(abs(self.low), abs(self.high))
+        return np.clip(np.where(np.isfinite(strength), strength, 0.0), 0.0, 1.0)
 
 
 def is_signed(values: np.ndarray) -> bool:
     """A map with any negative value is drawn with a diverging colour map."""
     finite = values[np.isfinite(values)]
     return bool(finite.size and finite.min() < 0)
+
+
+def is_symmetric(colormap: str, signed: bool) -> bool:
+    """Signed data, or any data on a diverging colour map, is scaled symmetrically (white at
+    zero): a diverging map from min to max would paint weak values as "away"."""
+    return signed or colormap in DIVERGING_COLORMAPS
 
 
 def pick_colormap(colormap: str | None, signed: bool) -> str:

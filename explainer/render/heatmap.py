@@ -5,10 +5,11 @@ side at least `MIN_MAP_SIDE` pixels (nearest neighbour, so every model pixel sta
 block; a 64 x 64 map becomes 256 x 256), above a `COLOUR_BAR_HEIGHT` pixel colour bar
 labelled with the scale's minimum and maximum. The PNG is RGB.
 
-Signed maps use a diverging colour map symmetric around zero (white at zero); maps with no
-negative value use a sequential one from their minimum to their maximum. In the overlay
-style each pixel's opacity is `alpha` times the value's strength on that scale (|v| / max|v|
-for signed maps), so weak attributions leave the input visible.
+Signed maps use a diverging colour map, maps with no negative value a sequential one. The
+scale always starts from zero: symmetric, [-max|v|, max|v|] with white at zero, for signed
+maps and for any map drawn with a diverging colour map; [0, max] otherwise. In the overlay
+style each pixel's opacity is `alpha` times the value's strength |v| / max|v|, so weak
+attributions leave the input visible and a uniform map covers it evenly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from explainer.render.colours import (
     check_alpha,
     check_choice,
     is_signed,
+    is_symmetric,
     pick_colormap,
     to_rgb,
 )
@@ -50,12 +52,7 @@ def _image_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :3]
 
 
-def _strength(values: np.ndarray, scale: Scale, signed: bool) -> np.ndarray:
-    positions = scale.positions(values)
-    return np.abs(positions - 0.5) * 2.0 if signed else positions
-
-
-def _colour_bar(width: int, scale: Scale, colormap: str, signed: bool) -> Image.Image:
+def _colour_bar(width: int, scale: Scale, colormap: str) -> Image.Image:
     bar = Image.new("RGB", (width, COLOUR_BAR_HEIGHT), "white")
     inner = max(1, width - 2 * _BAR_MARGIN)
     gradient = to_rgb(np.linspace(0.0, 1.0, inner), colormap)[None, :, :]
@@ -66,7 +63,7 @@ def _colour_bar(width: int, scale: Scale, colormap: str, signed: bool) -> Image.
     top = 4 + _BAR_THICKNESS + 3
     labels = [(f"{scale.low:.3g}", "la"), (f"{scale.high:.3g}", "ra")]
     positions = [_BAR_MARGIN, width - _BAR_MARGIN]
-    if signed:
+    if scale.low < 0:
         labels.append(("0", "ma"))
         positions.append(width // 2)
     for (text, anchor), x in zip(labels, positions, strict=True):
@@ -97,10 +94,10 @@ def heatmap_png(
         raise ValueError(f"expected an (H, W) map, got shape {values.shape}")
     signed = is_signed(values)
     name = pick_colormap(colormap, signed)
-    scale = Scale.for_values(values, signed)
+    scale = Scale.for_values(values, is_symmetric(name, signed))
     colours = to_rgb(scale.positions(values), name).astype(np.float64) / 255.0
     if style == "overlay" and image is not None:
-        weight = (alpha * _strength(values, scale, signed))[:, :, None]
+        weight = (alpha * scale.strengths(values))[:, :, None]
         colours = (1.0 - weight) * _image_rgb(image) + weight * colours
     pixels = np.asarray(np.round(colours * 255), dtype=np.uint8)
     height, width = values.shape
@@ -110,6 +107,6 @@ def heatmap_png(
     )
     canvas = Image.new("RGB", (out_width, out_height), "white")
     canvas.paste(picture, (0, 0))
-    canvas.paste(_colour_bar(out_width, scale, name, signed), (0, out_height - COLOUR_BAR_HEIGHT))
+    canvas.paste(_colour_bar(out_width, scale, name), (0, out_height - COLOUR_BAR_HEIGHT))
     chunks = {"style": style, "colormap": name, **(text or {})}
     return encode_png(canvas, chunks)

@@ -10,11 +10,14 @@ from PIL import Image
 
 from explainer.render import (
     COLOUR_BAR_HEIGHT,
+    DIVERGING_COLORMAPS,
     RenderError,
     bar_chart_png,
     heatmap_png,
     heatmap_size,
 )
+from explainer.render.bars import NEUTRAL_BAR
+from explainer.render.colours import Scale, to_rgb
 
 
 def open_png(data: bytes) -> Image.Image:
@@ -86,3 +89,66 @@ def test_bar_chart() -> None:
     assert image.text["method"] == "shap"  # type: ignore[attr-defined]
     with pytest.raises(RenderError):
         bar_chart_png(values, names, colormap="jet")
+
+
+def _colours(data: bytes) -> set[tuple[int, int, int]]:
+    image = open_png(data).convert("RGB")
+    return {pixel for _, pixel in image.getcolors(image.width * image.height) or []}  # type: ignore[misc]
+
+
+def test_unsigned_scale_starts_at_zero() -> None:
+    """A constant map is labelled 0..v, not v..v+1, and is drawn at full strength."""
+    assert Scale.for_values(np.full((8, 8), 5.0), symmetric=False) == Scale(0.0, 5.0)
+    assert Scale.for_values(np.array([-2.0, 1.0, np.nan]), symmetric=True) == Scale(-2.0, 2.0)
+    grey = np.full((3, 8, 8), 0.5)
+    uniform = open_png(heatmap_png(np.full((8, 8), 5.0), image=grey, alpha=1.0))
+    assert uniform.getpixel((10, 10)) == tuple(to_rgb(np.array([1.0]), "viridis")[0])
+
+
+def test_weakest_positive_value_still_shows_on_the_overlay() -> None:
+    values = np.linspace(0.1, 1.0, 64).reshape(8, 8)
+    grey = np.full((3, 8, 8), 0.5)
+    image = open_png(heatmap_png(values, image=grey, alpha=1.0))
+    assert image.getpixel((2, 2)) != (128, 128, 128)  # value 0.1: opacity 0.1, not 0
+
+
+@pytest.mark.parametrize("colormap", DIVERGING_COLORMAPS)
+def test_diverging_colormap_is_symmetric_for_non_negative_maps(colormap: str) -> None:
+    """Near-zero saliency takes the colour of zero (not "away"), and one tiny negative value
+    changes nothing but its own pixel."""
+    values = np.full((8, 8), 0.01)
+    values[:, 4:] = 1.0
+    image = open_png(heatmap_png(values, style="map", colormap=colormap))
+    zero = to_rgb(np.array([0.5]), colormap)[0].astype(int)
+    assert np.abs(np.array(image.getpixel((10, 10))) - zero).max() <= 6
+    grey = np.full((3, 8, 8), 0.5)
+    flipped = values.copy()
+    flipped[7, 0] = -1e-9
+    plain = open_png(heatmap_png(values, image=grey, colormap=colormap, alpha=1.0))
+    tiny = open_png(heatmap_png(flipped, image=grey, colormap=colormap, alpha=1.0))
+    assert plain.crop((0, 0, 256, 200)).tobytes() == tiny.crop((0, 0, 256, 200)).tobytes()
+
+
+def test_bar_chart_of_a_magnitude_is_neutral() -> None:
+    """Saliency's |gradient| has no direction: no "toward" colour, a title that says so."""
+    values = np.array([0.5, 0.2, 0.1])
+    names = ["x", "y", "z"]
+    toward = tuple(to_rgb(np.array([0.9]), "RdBu_r")[0])
+    text = {"method": "saliency", "target": "default"}
+    magnitude = _colours(bar_chart_png(values, names, title="saliency: toward default", text=text))
+    assert toward not in magnitude
+    assert tuple(round(255 * c) for c in NEUTRAL_BAR) in magnitude
+    assert toward in _colours(bar_chart_png(values, names, text={"method": "shap"}))
+    signed = np.array([0.5, -0.2, 0.1])  # saliency with abs=false keeps its sign
+    assert toward in _colours(bar_chart_png(signed, names, text=text))
+
+
+@pytest.mark.parametrize(
+    "name", ["debt ($) / income ($)", "cost_$_total_$_x", "b^2$ and $c", "$^$", r"a \$ b"]
+)
+def test_bar_chart_draws_texts_literally(name: str) -> None:
+    """A "$" in a feature name, title or label is a dollar sign, never mathtext (nor a 500)."""
+    png = bar_chart_png(
+        np.array([1.0, -0.5]), [name, "y"], title=f"{name}: toward $", xlabel=f"({name})"
+    )
+    assert open_png(png).width == 640

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect
 
 from api.app import create_app
 from api.config import ApiConfig
@@ -100,6 +100,37 @@ def lesion_png(size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).resize(size).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def white_png(size: tuple[int, int]) -> bytes:
+    """A plain white PNG: an input unlike the lesion."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "white").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def choose_image(page: Page, name: str, data: bytes) -> None:
+    page.locator("#image-file").set_input_files(
+        {"name": name, "mimeType": "image/png", "buffer": data}
+    )
+
+
+def check_methods(page: Page, methods: set[str]) -> None:
+    """Check exactly the model's methods in `methods`."""
+    for box in page.locator("#methods input").all():
+        box.set_checked(box.get_attribute("value") in methods)
+
+
+def held_explain_request(page: Page) -> Route:
+    """Press Explain and return its request, held until the test lets it go (`continue_`)."""
+    held: list[Route] = []
+    page.route("**/explain", lambda route: held.append(route))
+    page.get_by_role("button", name="Explain").click()
+    for _ in range(200):
+        if held:
+            return held[0]
+        page.wait_for_timeout(50)
+    raise AssertionError("the page sent no explain request")
 
 
 def test_page_loads_with_labelled_keyboard_reachable_controls(viewer: Viewer) -> None:
@@ -220,3 +251,80 @@ def test_page_and_its_files_need_no_api_key(tmp_path: Path) -> None:
         assert client.get(path).status_code == 200, path
     assert client.get("/v1/models").status_code == 401
     assert client.get("/v1/models", headers={"Authorization": "Bearer secret"}).status_code == 200
+
+
+def test_an_image_chosen_while_explaining_is_not_shown_as_its_input(
+    viewer: Viewer, models: list[dict[str, Any]]
+) -> None:
+    """The result shows the image that was explained, whatever was chosen since, and keeps
+    showing it when the heatmaps are redrawn."""
+    model = first_model(models, "image")
+    page = viewer.page
+    page.get_by_label("Model").select_option(model["name"])
+    size = (model["image"]["width"], model["image"]["height"])
+    choose_image(page, "lesion.png", lesion_png(size))
+    check_methods(page, {"saliency"})
+    request = held_explain_request(page)
+    choose_image(page, "white.png", white_png(size))
+    request.continue_()
+    status = page.locator("#status")
+    expect(status).to_have_class(re.compile(r"\b(ok|error)\b"), timeout=EXPLAIN_TIMEOUT_MS)
+    assert status.get_attribute("class") == "status ok", status.inner_text()
+    original = page.locator("#heatmap-grid figure").first
+    expect(original.locator(".hint")).to_have_text("lesion.png")
+
+    choose_image(page, "other.png", white_png(size))  # the shown input must stay loadable
+    with page.expect_response(lambda r: "colormap=PuOr_r" in r.url):
+        page.get_by_label("Colormap").select_option("PuOr_r")
+    expect(page.locator("#heatmap-grid img")).to_have_count(2)
+    expect(original.locator(".hint")).to_have_text("lesion.png")
+    width = original.locator("img").evaluate(
+        "img => img.decode().then(() => img.naturalWidth, () => 0)"
+    )
+    assert width > 0, "the input image was revoked"
+    assert viewer.errors == []
+
+
+def test_a_model_changed_while_explaining_drops_the_response(
+    viewer: Viewer, models: list[dict[str, Any]]
+) -> None:
+    """A response for the model no longer chosen is not shown under the new model's classes."""
+    model = first_model(models, "tabular")
+    other = next((m for m in models if m["name"] != model["name"]), None)
+    if other is None:
+        pytest.skip("the live server has a single model")
+    page = viewer.page
+    page.get_by_label("Model").select_option(model["name"])
+    request = held_explain_request(page)
+    page.get_by_label("Model").select_option(other["name"])
+    request.continue_()
+    expect(page.get_by_role("button", name="Explain")).to_be_enabled(timeout=EXPLAIN_TIMEOUT_MS)
+    expect(page.locator("#summary")).to_be_empty()
+    expect(page.locator("#placeholder")).to_be_visible()
+    assert page.locator("#status").get_attribute("class") != "status ok"
+
+
+def test_magnitudes_and_tree_thresholds_of_a_tabular_row(
+    viewer: Viewer, models: list[dict[str, Any]]
+) -> None:
+    """Saliency (|gradient|) is drawn without a direction; the whole tree's thresholds read
+    as the rules do."""
+    model = first_model(models, "tabular")
+    page = viewer.page
+    page.get_by_label("Model").select_option(model["name"])
+    check_methods(page, {"saliency", "shap", "tree"})
+    viewer.explain()
+
+    headers = page.locator("#bars thead th").all_text_contents()
+    column = next(i for i, text in enumerate(headers) if text.startswith("Saliency")) + 1
+    bars = page.locator(f"#bars tbody td:nth-child({column}) .bar")
+    assert set(bars.evaluate_all("bars => bars.map((b) => b.className)")) == {"bar bar-magnitude"}
+    assert page.locator("#bars .bar-pos, #bars .bar-neg").count() > 0  # SHAP keeps its sign
+    expect(page.locator("#bars-legend")).to_contain_text("Saliency (grey): a magnitude")
+
+    rules = page.locator("#tree-rules li").all_text_contents()
+    path = page.locator(".tree li.on-path > .node").all_text_contents()
+    for rule in rules:
+        condition = rule.replace("<=", "≤")
+        assert any(node.startswith(condition) for node in path), (rule, path)
+    assert viewer.errors == []

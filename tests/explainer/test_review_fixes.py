@@ -220,6 +220,7 @@ def test_tree_rules_print_exact_thresholds(known_models: dict[str, ModelHandle])
             name, op, value = rule.split()[:3]
             assert name == nodes[node]["feature"] and op in ("<=", ">")
             assert splits_alike(float(value), nodes[node]["threshold"])
+            assert value == nodes[node]["threshold_text"]  # the viewer writes nodes alike
             found += 1
     assert found >= 3
 
