@@ -1,26 +1,35 @@
 """Service configuration: defaults, then `EXPLAINER_*` environment variables, then a dict.
 
 Every field `x` is read from the environment variable `EXPLAINER_X` (upper case);
-`EXPLAINER_API_KEYS` is comma-separated. A value that does not parse stops start-up with a
-message naming the variable: configuration never falls back silently.
+`EXPLAINER_API_KEYS` is comma-separated. A value that does not parse, or that this machine
+cannot use (a model repository that is not a directory, a device it lacks, a database URL
+whose driver is not installed), stops start-up with a message naming the variable:
+configuration never falls back silently. An empty `EXPLAINER_MODEL_REPO` means unset.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from models.decoding import ImageLimits
-from models.repository import default_repository_path
+from models.repository import ZOO_DIR, default_repository_path
 
 ENV_PREFIX = "EXPLAINER_"
 DEFAULT_DATABASE_URL = "sqlite:///var/explainer.db"
 
 PositiveInt = Annotated[int, Field(ge=1)]
+# A time limit: finite and at most what threading's waits accept (about 292 years; a larger
+# one raises OverflowError in every request that waits on it).
+Seconds = Annotated[float, Field(gt=0, le=threading.TIMEOUT_MAX, allow_inf_nan=False)]
 
 
 class ConfigError(ValueError):
@@ -46,15 +55,15 @@ class ApiConfig(BaseModel):
     max_num_samples: PositiveInt = 5000
     max_depth: PositiveInt = 6
     # Stored explanations (and so heatmap URLs) live this long, and at most this many.
-    store_ttl_s: PositiveInt = 24 * 3600
+    store_ttl_s: Annotated[int, Field(ge=1, le=int(threading.TIMEOUT_MAX))] = 24 * 3600
     store_max_entries: PositiveInt = 1000
     # Explanations computed at once per worker; others wait up to queue_timeout_s, then 503.
     max_concurrency: PositiveInt = 1
-    queue_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    queue_timeout_s: Seconds = 30.0
     # Explain/predict requests waiting per worker beyond max_concurrency; more get 503 at
     # once (api.overload). Each gets 504 after request_timeout_s.
     max_queue: Annotated[int, Field(ge=0)] = 8
-    request_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    request_timeout_s: Seconds = 120.0
     # Rows per model call; None: tuned per model at load (Engine.tune).
     chunk_size: PositiveInt | None = None
     # CPU threads for torch's intra-op work in this process; None: torch's default
@@ -88,6 +97,31 @@ class ApiConfig(BaseModel):
     def _empty_is_automatic(cls, value: Any) -> Any:
         return None if value in ("", "auto") else value
 
+    @field_validator("model_repo", mode="before")
+    @classmethod
+    def _empty_is_the_zoo(cls, value: Any) -> Any:
+        return ZOO_DIR if value == "" else value
+
+    @field_validator("model_repo")
+    @classmethod
+    def _is_directory(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{str(value)!r} is not a directory")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _usable_device(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_device(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database(cls, value: str) -> str:
+        check_database_url(value)
+        return value
+
     @property
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_pixels=self.max_image_pixels, max_bytes=self.max_body_bytes)
@@ -111,3 +145,46 @@ class ApiConfig(BaseModel):
             field = str(first["loc"][0]) if first["loc"] else "?"
             source = "" if field in (overrides or {}) else f" ({ENV_PREFIX}{field.upper()})"
             raise ConfigError(f"configuration {field}{source}: {first['msg']}") from None
+
+
+def check_device(value: str) -> None:
+    """A ValueError unless `value` is a device string naming a device this machine has.
+
+    Runs before gunicorn forks, so it never initialises CUDA: `torch.cuda.device_count()`
+    asks NVML (`explainer.engine.usable_device`, which the worker runs, would initialise it).
+    """
+    try:
+        device = torch.device(value)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {value!r}: {error}") from None
+    if device.type != "cuda":
+        return
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise ValueError(f"{value!r}: CUDA is not available on this machine (choose 'cpu')")
+    if device.index is not None and device.index >= count:
+        raise ValueError(
+            f"{value!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+
+
+def check_database_url(value: str) -> None:
+    """A ValueError unless `value` is a SQLAlchemy URL whose dialect and driver are installed.
+
+    The message names the dialect, never the URL (it may hold a password).
+    """
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise ValueError("not a SQLAlchemy URL (e.g. sqlite:///var/explainer.db)") from None
+    try:
+        dialect = url.get_dialect()
+    except ArgumentError:  # NoSuchModuleError: no such dialect or driver name
+        raise ValueError(f"unknown database dialect or driver {url.drivername!r}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise ValueError(
+            f"the database driver {dialect.driver!r} for {url.drivername!r} is not installed "
+            f"({error}): install it, or name an installed driver in the URL (dialect+driver://)"
+        ) from None

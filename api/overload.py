@@ -76,7 +76,10 @@ class ComputeGate:
                 endpoint,
                 self.capacity,
             )
-            detail = f"more than {self.capacity} explain or predict requests in flight; retry"
+            detail = (
+                f"this worker's limit of explain or predict requests in flight ({self.capacity})"
+                " is reached; retry"
+            )
             retry = {**id_header, "Retry-After": str(RETRY_AFTER_S)}
             return self._problem(environ, start_response, 503, "Service busy", detail, retry)
         given_up = threading.Event()

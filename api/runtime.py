@@ -95,9 +95,9 @@ class Runtime:
         return self.status == "ok"
 
     def require_ready(self) -> Engine:
-        """The Engine, or 503 while the models load or after loading failed."""
+        """The Engine, or 503 while the models load or after loading failed (with why)."""
         if not self.ready or self.engine is None:
-            detail = "the model repository failed to load"
+            detail = f"the model repository failed to load: {self.failure}"
             if self.status == "loading":
                 detail = "models are still loading"
             raise ModelNotReady(detail)

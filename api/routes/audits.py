@@ -140,10 +140,11 @@ def _start_worker(setup: BlueprintSetupState) -> None:
 
 
 def _owner() -> str:
-    """The caller: a hash of its API key ("anonymous" when the service has no keys)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    """The caller: a hash of its API key, or "anonymous" when the service has no keys (its
+    Authorization header is then ignored; with keys, `api.auth` has checked it)."""
+    if not runtime().config.api_keys:
         return "anonymous"
+    _, _, token = request.headers.get("Authorization", "").partition(" ")
     return hashlib.sha256(token.strip().encode()).hexdigest()[:32]
 
 

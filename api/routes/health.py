@@ -23,7 +23,7 @@ def healthz() -> Response:
 
 @bp.get(
     "/readyz",
-    summary="Readiness: 200 once the models are loaded, else a 503 problem",
+    summary="Readiness: 200 once the models are loaded, else a 503 problem saying why",
     responses={200: Health, **problem_responses(bp, 503)},
 )
 def readyz() -> Response:

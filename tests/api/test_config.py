@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 from api.config import ApiConfig, ConfigError
 from api.runtime import Runtime
 from api.server import threads_per_worker, worker_config
+from models.repository import ZOO_DIR
 
 
 def test_defaults() -> None:
@@ -19,18 +22,18 @@ def test_defaults() -> None:
     assert config.image_limits.max_pixels == config.max_image_pixels
 
 
-def test_environment_and_overrides() -> None:
+def test_environment_and_overrides(tmp_path: Path) -> None:
     environ = {
         "EXPLAINER_API_KEYS": " a, b ,,",
         "EXPLAINER_MAX_INSTANCES": "4",
-        "EXPLAINER_MODEL_REPO": "/tmp/models",
+        "EXPLAINER_MODEL_REPO": str(tmp_path),
         "EXPLAINER_DEVICE": "auto",
         "EXPLAINER_STORE_TTL_S": "60",
         "EXPLAINER_KEEP_FREED_MEMORY": "false",
     }
     config = ApiConfig.from_env({"max_instances": 8}, environ=environ)
     assert config.api_keys == ("a", "b") and config.max_instances == 8
-    assert config.model_repo == Path("/tmp/models") and config.device is None
+    assert config.model_repo == tmp_path and config.device is None
     assert config.store_ttl_s == 60 and not config.keep_freed_memory
     assert ApiConfig.from_env(environ={}).keep_freed_memory
 
@@ -42,6 +45,18 @@ def test_environment_and_overrides() -> None:
         ({"EXPLAINER_MAX_BODY_BYTES": "0"}, {}, "EXPLAINER_MAX_BODY_BYTES"),
         ({}, {"store_ttl_s": -1}, "store_ttl_s"),
         ({}, {"colour": "red"}, "colour"),
+        # Past threading.TIMEOUT_MAX (or infinite), every wait on them raised OverflowError.
+        ({"EXPLAINER_REQUEST_TIMEOUT_S": "inf"}, {}, "EXPLAINER_REQUEST_TIMEOUT_S"),
+        ({"EXPLAINER_REQUEST_TIMEOUT_S": "1e12"}, {}, "EXPLAINER_REQUEST_TIMEOUT_S"),
+        ({"EXPLAINER_QUEUE_TIMEOUT_S": "Infinity"}, {}, "EXPLAINER_QUEUE_TIMEOUT_S"),
+        ({"EXPLAINER_QUEUE_TIMEOUT_S": "nan"}, {}, "EXPLAINER_QUEUE_TIMEOUT_S"),
+        ({"EXPLAINER_QUEUE_TIMEOUT_S": "1e10"}, {}, "EXPLAINER_QUEUE_TIMEOUT_S"),
+        ({"EXPLAINER_STORE_TTL_S": "1" + "0" * 400}, {}, "EXPLAINER_STORE_TTL_S"),
+        ({"EXPLAINER_MODEL_REPO": "/nonexistent"}, {}, "EXPLAINER_MODEL_REPO"),
+        ({"EXPLAINER_DEVICE": "bogus"}, {}, "EXPLAINER_DEVICE"),
+        ({"EXPLAINER_DATABASE_URL": ""}, {}, "EXPLAINER_DATABASE_URL"),
+        ({"EXPLAINER_DATABASE_URL": "garbage"}, {}, "EXPLAINER_DATABASE_URL"),
+        ({"EXPLAINER_DATABASE_URL": "nosuchdb://host/db"}, {}, "EXPLAINER_DATABASE_URL"),
     ],
 )
 def test_bad_values_stop_with_the_name(
@@ -49,6 +64,56 @@ def test_bad_values_stop_with_the_name(
 ) -> None:
     with pytest.raises(ConfigError, match=named):
         ApiConfig.from_env(overrides, environ=environ)
+
+
+def test_the_longest_time_limits_are_accepted() -> None:
+    longest = str(threading.TIMEOUT_MAX)
+    environ = {"EXPLAINER_REQUEST_TIMEOUT_S": longest, "EXPLAINER_QUEUE_TIMEOUT_S": longest}
+    config = ApiConfig.from_env(environ=environ)
+    assert config.request_timeout_s == config.queue_timeout_s == threading.TIMEOUT_MAX
+
+
+def test_an_empty_model_repo_is_unset_as_in_the_cli() -> None:
+    assert ApiConfig.from_env(environ={"EXPLAINER_MODEL_REPO": ""}).model_repo == ZOO_DIR
+
+
+def test_a_model_repo_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "model.toml").write_text("")
+    with pytest.raises(ConfigError, match=r"EXPLAINER_MODEL_REPO.*not a directory"):
+        ApiConfig.from_env(environ={"EXPLAINER_MODEL_REPO": str(tmp_path / "model.toml")})
+
+
+def test_a_device_the_machine_lacks_is_refused_without_initialising_cuda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checked in the master before the fork: by NVML's count, never torch.cuda.is_available
+    (which initialises CUDA, and a worker forked after that cannot use it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", _no_cuda_initialisation)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for device in ("cuda", "cuda:1"):
+        assert ApiConfig.from_env(environ={"EXPLAINER_DEVICE": device}).device == device
+    with pytest.raises(ConfigError, match=r"EXPLAINER_DEVICE.*has 2 CUDA device"):
+        ApiConfig.from_env(environ={"EXPLAINER_DEVICE": "cuda:2"})
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ConfigError, match=r"EXPLAINER_DEVICE.*CUDA is not available"):
+        ApiConfig.from_env(environ={"EXPLAINER_DEVICE": "cuda"})
+
+
+def _no_cuda_initialisation() -> bool:
+    raise AssertionError("torch.cuda.is_available() initialises CUDA before the fork")
+
+
+def test_a_database_driver_that_is_not_installed_is_named() -> None:
+    """The default `postgresql://` driver is psycopg (3), not a dependency of this project."""
+    pytest.importorskip("sqlalchemy.dialects.postgresql.psycopg")
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg is installed")
+    url = "postgresql://user:secret@127.0.0.1:1/db"
+    with pytest.raises(
+        ConfigError, match=r"EXPLAINER_DATABASE_URL.*'psycopg'.*not installed"
+    ) as info:
+        ApiConfig.from_env(environ={"EXPLAINER_DATABASE_URL": url})
+    assert "secret" not in str(info.value)
 
 
 def test_torch_threads_default_to_a_share_of_the_cores_per_worker() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import pytest
 import torch
 from flask.testing import FlaskClient
 
+from api.app import create_app
+from api.config import ApiConfig
 from tests.api.conftest import AppFactory, app_factory
 from tests.api.repo import FEATURES, IMAGE, TABULAR, TABULAR_ROW
 from tests.faults.faulty import NAME as FAULTY
@@ -29,13 +32,40 @@ def test_health_and_readiness(client: FlaskClient) -> None:
 
 
 def test_not_ready_when_the_repository_fails(make_app: AppFactory, tmp_path: Path) -> None:
-    client = make_app(model_repo=tmp_path / "missing").test_client()
+    """A repository gone after the configuration checked it: 503 with the reason in `detail`."""
+    repo = tmp_path / "models"
+    repo.mkdir()
+    values = {"model_repo": repo, "database_url": f"sqlite:///{tmp_path / 'explainer.db'}"}
+    config = ApiConfig.from_env(values, environ={})
+    repo.rmdir()
+    client = create_app(config).test_client()
     assert client.get("/healthz").status_code == 200
     for url in ("/readyz", "/v1/models"):
         response = client.get(url)
         assert response.status_code == 503
         assert response.mimetype == "application/problem+json"
         assert response.headers["Retry-After"]
+        detail = response.get_json()["detail"]
+        assert detail.startswith("the model repository failed to load: FileNotFoundError: ")
+        assert f"{repo} is not a directory" in detail
+
+
+def test_an_empty_repository_is_ready_with_no_models(make_app: AppFactory, tmp_path: Path) -> None:
+    ready = make_app(model_repo=tmp_path).test_client().get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["models"] == []
+
+
+def test_the_longest_time_limits_work(make_app: AppFactory) -> None:
+    """The largest accepted time limits reach lock and future waits (inf or more raised
+    OverflowError there: a 500)."""
+    longest = threading.TIMEOUT_MAX
+    client = make_app(request_timeout_s=longest, queue_timeout_s=longest).test_client()
+    response = client.post(f"/v1/models/{TABULAR}/predict", json={"instances": [TABULAR_ROW]})
+    assert response.status_code == 200
+    explained = client.post(
+        f"/v1/models/{TABULAR}/explain", json={"instances": [TABULAR_ROW], "methods": ["saliency"]}
+    )
+    assert explained.status_code == 200
 
 
 def _tabular_model(root: Path, name: str, module: torch.nn.Module, **spec: Any) -> None:
@@ -182,6 +212,9 @@ def test_overload_answers_carry_the_request_id(
         shed = client.post(url, json={"instances": [[1.0, 0.0]]}, headers={"X-Request-ID": "<x>"})
     assert late.status_code == 504 and late.headers["X-Request-ID"] == "late-1"
     assert shed.status_code == 503
+    assert shed.get_json()["detail"] == (
+        "this worker's limit of explain or predict requests in flight (1) is reached; retry"
+    )
     generated = shed.headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     lines = [record.getMessage() for record in caplog.records if record.name == "api.overload"]

@@ -111,6 +111,18 @@ def test_another_callers_audit_is_not_found(keyed: FlaskClient) -> None:
     assert keyed.get(location).status_code == 401
 
 
+def test_a_keyless_server_ignores_the_authorization_header(make_app: AppFactory) -> None:
+    """Without API keys every caller is the same one, header or not (it keyed audits)."""
+    client = make_app().test_client()
+    body = {"model": MODEL, "instances": credit_rows(1), "methods": ["saliency"]}
+    response = client.post("/v1/audits", json=body, headers=auth("anything"))
+    assert response.status_code == 202
+    location = response.headers["Location"]
+    for headers in ({}, auth("anything"), auth("something-else")):
+        assert client.get(location, headers=headers).status_code == 200
+    assert client.delete(location).status_code == 200
+
+
 def test_idempotency_key_returns_the_existing_job(
     keyed: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
