@@ -1,7 +1,7 @@
-"""The `explainer` command line: serve, models, explain (subcommands in `COMMANDS`).
+"""The `explainer` command line: serve the HTTP API, list models, explain instances, audit.
 
-Exit codes: 0 ok, 2 bad usage or input, 1 failure. `serve` is the only command that
-imports `api` (lazily); add a subcommand by adding an entry to `COMMANDS`.
+Exit codes: 0 ok, 2 bad usage or input, 1 failure, 130 interrupted. `serve` is the only
+command that imports `api` (lazily); add a subcommand by adding an entry to `COMMANDS`.
 """
 
 from __future__ import annotations
@@ -9,18 +9,28 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from explainer.audit.runner import ChunkExecutor
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class UsageError(Exception):
     """Bad arguments or input files (exit code 2)."""
+
+
+class AuditInterrupted(KeyboardInterrupt):
+    """Ctrl-C once an audit is stored in --out: `--resume` continues it."""
 
 
 @dataclass(frozen=True)
@@ -39,20 +49,65 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _engine(device: str | None) -> Any:
+    """An Engine on `--device`; a UsageError for a device unknown to or absent from this
+    machine."""
+    from explainer import Engine
+    from explainer.engine import usable_device
+
+    try:
+        chosen = usable_device(device)
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    return Engine(device=chosen)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """An input file's bytes; a UsageError naming it when it is missing or unreadable."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _output_folder(path: Path) -> None:
+    """Create the `--out` folder before any work; a UsageError naming it when that fails."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot be created ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: the folder is not writable")
+
+
 # ---- serve ----
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s; another than loopback needs API "
+        "keys or --insecure)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
+    )
     parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
-    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="gunicorn worker processes (default: %(default)s)"
+    )
     parser.add_argument(
         "--threads",
         type=int,
         default=16,
-        help="threads per worker (at least max_concurrency + max_queue, so that overload "
-        "is answered with 503 instead of waiting in gunicorn's queue)",
+        help="threads per worker (default: %(default)s); fewer than max_concurrency + "
+        "max_queue + 1 draws a warning: overload then waits in gunicorn's queue instead of "
+        "getting 503, and /healthz can wait behind it",
     )
     parser.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback host without API keys"
@@ -75,8 +130,21 @@ def _serve(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without API keys: set EXPLAINER_API_KEYS "
             "or pass --insecure"
         )
+    _warn_few_threads(args.threads, config.max_concurrency, config.max_queue)
     serve(config, args.host, args.port, args.workers, args.threads)
     return EXIT_OK
+
+
+def _warn_few_threads(threads: int, max_concurrency: int, max_queue: int) -> None:
+    """Warn when a worker's threads cannot hold its admitted requests and one for /healthz."""
+    needed = max_concurrency + max_queue + 1
+    if threads < needed:
+        print(
+            f"explainer: warning: --threads {threads} is fewer than max_concurrency"
+            f" ({max_concurrency}) + max_queue ({max_queue}) + 1 = {needed}: overload waits in"
+            " gunicorn's queue instead of getting 503, and /healthz can wait behind it",
+            file=sys.stderr,
+        )
 
 
 # ---- models ----
@@ -132,7 +200,9 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--methods", nargs="+", choices=ALL_METHODS, help="default: the model's five methods"
     )
-    parser.add_argument("--out", type=Path, default=Path("explanations"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("explanations"), help="folder (default: %(default)s)"
+    )
     parser.add_argument("--target", default="predicted", help="'predicted', an index or a label")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
@@ -147,14 +217,12 @@ def _read_instances(paths: Sequence[Path]) -> list[Any]:
     """JSON files (a list of instances, `{"instances": [...]}` or one row) and image files."""
     instances: list[Any] = []
     for path in paths:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
-            instances.append(path.read_bytes())
+            instances.append(_read_bytes(path))
         elif suffix == ".json":
             try:
-                data = json.loads(path.read_bytes(), parse_constant=_reject_constant)
+                data = json.loads(_read_bytes(path), parse_constant=_reject_constant)
             except ValueError:
                 raise UsageError(f"{path}: not valid JSON (NaN and Infinity are refused)") from None
             if isinstance(data, dict) and "instances" in data:
@@ -172,7 +240,6 @@ def _target(text: str) -> str | int:
 def _explain(args: argparse.Namespace) -> int:
     from explainer import (
         METHODS,
-        Engine,
         ExplainOptions,
         available_methods,
         check_methods,
@@ -187,16 +254,17 @@ def _explain(args: argparse.Namespace) -> int:
         provenance,
     )
 
-    engine = Engine(device=args.device)
+    engine = _engine(args.device)
+    instances = _read_instances(args.inputs)
+    _output_folder(args.out)
     handle = _repository(args.model_repo, str(engine.device), args.model).get(args.model)
     supported = available_methods(handle)
     methods = check_methods(handle, args.methods or [m for m in METHODS if m in supported])
     target = _target(args.target)
     resolve_target(handle, target)
-    inputs = handle.decode(_read_instances(args.inputs))
+    inputs = handle.decode(instances)
     options = ExplainOptions()
     results = explain(handle, inputs, methods, target, options, args.seed, engine)
-    args.out.mkdir(parents=True, exist_ok=True)
     pixels = inputs.cpu().numpy()
     for i, result in enumerate(results):
         for name, explanation in result.methods.items():
@@ -256,7 +324,9 @@ def _audit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--engine", choices=("local", "ray"), default="local")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the unfinished audit held in --out"
+        "--resume",
+        action="store_true",
+        help="continue the audit held in --out (unfinished, failed or cancelled)",
     )
     parser.add_argument("--segment-by", metavar="COLUMN", help="a feature or an extra column")
     parser.add_argument("--target", help="default: the model's adverse class, else 'predicted'")
@@ -277,83 +347,163 @@ def _audit_spec(args: argparse.Namespace) -> Any:
     from explainer.audit import AuditSpec
 
     try:
+        options = json.loads(args.options, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise UsageError(f"--options is not valid JSON: {exc}") from None
+    try:
         return AuditSpec.model_validate(
             {
                 "model": args.model,
                 "methods": args.methods,
                 "target": None if args.target is None else _target(args.target),
-                "options": json.loads(args.options, parse_constant=_reject_constant),
+                "options": options,
                 "seed": args.seed,
                 "segment_by": args.segment_by,
                 "chunk_size": args.chunk_size,
             }
         )
-    except (ValueError, ValidationError) as exc:
-        raise UsageError(f"bad audit options: {exc}") from None
+    except ValidationError as exc:
+        raise UsageError(f"bad audit arguments\n{_error_lines(exc)}") from None
+
+
+def _error_lines(error: ValidationError) -> str:
+    """A pydantic error as `  at loc: msg` lines, without input values or URLs."""
+    items = error.errors(include_url=False, include_input=False)
+    return "\n".join(f"  at {'.'.join(map(str, item['loc']))}: {item['msg']}" for item in items)
+
+
+def _audit_rows(handle: Any, data: bytes, name: str) -> list[Any]:
+    """The data file's rows; a CSV's cells in the model's numeric columns as numbers."""
+    from explainer.audit.io import format_of, read_rows
+
+    tabular = handle.spec.tabular
+    numeric = [] if tabular is None else tabular.numeric_features
+    return read_rows(data, format_of(name), numeric=numeric)
 
 
 def _audit_job(
-    args: argparse.Namespace, store: Any, handle: Any, engine: Any, spec: Any, worker: str
+    args: argparse.Namespace,
+    store: Any,
+    handle: Any,
+    engine: Any,
+    spec: Any,
+    rows: list[Any],
+    worker: str,
 ) -> Any:
-    """The job to run: a new one, or (with --resume) the unfinished one in --out."""
-    from explainer.audit import rehearse, validate
-    from explainer.audit.io import read_file
-
-    if not args.data.is_file():
-        raise UsageError(f"{args.data}: no such file")
-    tabular = handle.spec.tabular
-    numeric = [] if tabular is None else tabular.numeric_features
-    rows = read_file(args.data, numeric=numeric)  # a CSV's numbers in those columns, as numbers
+    """The job to run: a new one, or (with --resume) the one held in --out."""
     existing = store.jobs_of(AUDIT_OWNER)
     if not existing:
         if args.resume:
             raise UsageError(f"{args.out} holds no audit to resume")
-        validate(handle, spec, rows)
-        rehearse(handle, engine, spec, rows[0])
-        job, _ = store.submit(AUDIT_OWNER, handle.name, spec.model_dump(mode="json"), rows)
-        return store.claim(job.id, worker)
+        return _new_job(store, handle, engine, spec, rows, worker)
     job = existing[-1]
     if not args.resume:
-        raise UsageError(f"{args.out} already holds an audit: pass --resume or another --out")
+        raise UsageError(
+            f"{args.out} already holds an audit ({job.status}): pass --resume or another --out"
+        )
     if job.request != spec.model_dump(mode="json") or store.rows(job.id) != rows:
         raise UsageError("--resume needs the same model, data and options as the first run")
-    return job if job.status == "completed" else store.claim(job.id, worker)
+    return _resumed_job(store, job, worker)
+
+
+def _new_job(store: Any, handle: Any, engine: Any, spec: Any, rows: list[Any], worker: str) -> Any:
+    """Check the audit (every row, and the first one explained), submit it and lease it."""
+    from explainer.audit import rehearse, validate
+
+    validate(handle, spec, rows)
+    rehearse(handle, engine, spec, rows[0])
+    job, _ = store.submit(AUDIT_OWNER, handle.name, spec.model_dump(mode="json"), rows)
+    return store.claim(job.id, worker)
+
+
+def _resumed_job(store: Any, job: Any, worker: str) -> Any:
+    """A completed job as it is; else the job leased again, a failed or cancelled one first
+    queued again with its stored rows kept and its error cleared."""
+    from explainer.audit.store import STOPPED
+
+    if job.status == "completed":
+        return job
+    if job.status in STOPPED:
+        print(
+            f"explainer: resuming a {job.status} audit: {job.done} of {job.total} rows stored",
+            file=sys.stderr,
+        )
+        store.requeue(job.id, AUDIT_OWNER)
+    return store.claim(job.id, worker)
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from explainer import Engine
-    from explainer.audit import AuditStore, LocalExecutor, audit_report, run_job
-    from explainer.audit.io import RESULT_FORMATS, export_texts, flat_columns
-    from explainer.audit.runner import ChunkExecutor
+    from explainer.audit import AuditStore
     from explainer.audit.worker import worker_id
-    from models.repository import default_repository_path
 
     spec = _audit_spec(args)
-    engine = Engine(device=args.device)
+    engine = _engine(args.device)
+    data = _read_bytes(args.data)
+    _output_folder(args.out)
     handle = _repository(args.model_repo, str(engine.device), args.model).get(args.model)
-    args.out.mkdir(parents=True, exist_ok=True)
+    rows = _audit_rows(handle, data, args.data.name)
     store = AuditStore(f"sqlite:///{args.out / 'audit.db'}").create_tables()
     worker = worker_id()
-    job = _audit_job(args, store, handle, engine, spec, worker)
-    execute: ChunkExecutor = LocalExecutor(handle, engine)
+    job = _audit_job(args, store, handle, engine, spec, rows, worker)
+    try:  # the job is stored from here on: Ctrl-C leaves it to --resume
+        job = _run_audit(args, store, job, handle, engine, worker)
+        if job.status != "completed":
+            print(
+                f"explainer: audit {job.status}: {job.error or ''} ({job.done} of {job.total}"
+                " rows stored; resume with --resume)",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        _export_audit(args, store, job, handle, spec)
+    except KeyboardInterrupt:
+        raise AuditInterrupted from None
+    if job.failed:
+        print(
+            f"explainer: {job.failed} of {job.total} rows not explained (their model outputs"
+            " were NaN or infinite): see the report's 'Rows not explained'",
+            file=sys.stderr,
+        )
+    print(args.out / "report.html")
+    return EXIT_OK
+
+
+def _run_audit(
+    args: argparse.Namespace, store: Any, job: Any, handle: Any, engine: Any, worker: str
+) -> Any:
+    """Explain the job's rows not stored yet, with a progress bar; the job as stored then."""
+    from tqdm import tqdm
+
+    from explainer.audit import run_job
+
+    if job.status == "completed":
+        return job
+    execute = _executor(args, handle, engine)
+    with tqdm(total=job.total, unit="row", desc=f"audit {handle.name}") as bar:
+
+        def progress(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+        return run_job(store, job, worker, execute, progress)
+
+
+def _executor(args: argparse.Namespace, handle: Any, engine: Any) -> ChunkExecutor:
+    """The local engine, its chunk size tuned as the API does at load; or Ray actors."""
+    from explainer.audit import LocalExecutor
+    from models.repository import default_repository_path
+
     if args.engine == "local":
-        engine.tune(handle)  # as the API does at load
-    else:
-        from explainer.audit.ray_engine import RayExecutor
+        engine.tune(handle)
+        return LocalExecutor(handle, engine)
+    from explainer.audit.ray_engine import RayExecutor
 
-        execute = RayExecutor(args.model_repo or default_repository_path(), handle.name)
-    if job.status != "completed":
-        with tqdm(total=job.total, unit="row", desc=f"audit {handle.name}") as bar:
+    return RayExecutor(args.model_repo or default_repository_path(), handle.name)
 
-            def progress(done: int, _total: int) -> None:
-                bar.update(done - bar.n)
 
-            job = run_job(store, job, worker, execute, progress)
-    if job.status != "completed":
-        print(f"explainer: audit {job.status}: {job.error or ''}", file=sys.stderr)
-        return EXIT_FAILURE
+def _export_audit(args: argparse.Namespace, store: Any, job: Any, handle: Any, spec: Any) -> None:
+    """Write a completed job's results (JSONL, CSV, Parquet) and report into --out."""
+    from explainer.audit import audit_report
+    from explainer.audit.io import RESULT_FORMATS, export_texts, flat_columns
+
     classes = list(handle.spec.classes)
     columns = flat_columns(store.result_texts(job.id), classes)  # the job is done: one reading
     for fmt in RESULT_FORMATS:  # streamed from the store: never every document at once
@@ -369,14 +519,6 @@ def _audit(args: argparse.Namespace) -> int:
         segment_by=spec.segment_by,
     )
     (args.out / "report.html").write_text(report, encoding="utf-8")
-    if job.failed:
-        print(
-            f"explainer: {job.failed} of {job.total} rows not explained (their model outputs"
-            " were NaN or infinite): see the report's 'Rows not explained'",
-            file=sys.stderr,
-        )
-    print(args.out / "report.html")
-    return EXIT_OK
 
 
 COMMANDS: dict[str, Command] = {
@@ -388,7 +530,11 @@ COMMANDS: dict[str, Command] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="explainer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="explainer",
+        description=f"Explain PyTorch models. Commands: {', '.join(COMMANDS)}.",
+        epilog="exit codes: 0 ok, 1 failure, 2 bad usage or input, 130 interrupted",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         command.add_arguments(subparsers.add_parser(name, help=command.help))
@@ -410,8 +556,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for item in exc.errors:
             print(f"  at {'.'.join(map(str, item.loc))}: {item.msg}", file=sys.stderr)
         return EXIT_USAGE if 400 <= exc.status < 500 else EXIT_FAILURE
+    except AuditInterrupted:
+        print("explainer: interrupted; resume with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        return EXIT_FAILURE
+        print("explainer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # the last resort: one line, no traceback
         print(f"explainer: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

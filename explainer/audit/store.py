@@ -47,6 +47,7 @@ from models.errors import NotFound
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 ACTIVE: tuple[Status, ...] = ("queued", "running")
+STOPPED: tuple[Status, ...] = ("failed", "cancelled")  # ended before every row was done
 
 metadata = MetaData()
 
@@ -312,6 +313,19 @@ class AuditStore:
         """Take the job over whoever holds it (the CLI's `--resume`); NotFound if finished."""
         if not self._lease(job_id, worker, jobs.c.status.in_(ACTIVE)):
             raise NotFound("no unfinished audit to resume")
+        return self.get(job_id)
+
+    def requeue(self, job_id: str, owner: str) -> Job:
+        """Queue the owner's failed or cancelled job again (the CLI's `--resume`), keeping its
+        stored rows and clearing its error; NotFound if it is not theirs or did not stop so."""
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.owner == owner, jobs.c.status.in_(STOPPED))
+            .values(status="queued", error=None, finished_at=None, lease_owner=None)
+        )
+        with self.engine.begin() as connection:
+            if connection.execute(statement).rowcount != 1:
+                raise NotFound("no failed or cancelled audit to requeue")
         return self.get(job_id)
 
     def _lease(self, job_id: str, worker: str, condition: Any) -> bool:

@@ -10,13 +10,29 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from explainer.cli import COMMANDS, main
+import api.server
+import explainer
+import explainer.cli
+from explainer.cli import COMMANDS, build_parser, main
 from tests.api.conftest import png_bytes
 from tests.api.repo import IMAGE, TABULAR, TABULAR_ROW
 
 
 def test_subcommands_are_a_registry() -> None:
-    assert {"serve", "models", "explain"} <= set(COMMANDS)
+    assert {"serve", "models", "explain", "audit"} <= set(COMMANDS)
+
+
+def test_help_lists_every_command_and_serve_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = build_parser().format_help()
+    assert "Commands: serve, models, explain, audit." in text and "`COMMANDS`" not in text
+    assert "130 interrupted" in text
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    serve_help = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: 127.0.0.1;" in serve_help and "(default: 8000)" in serve_help
+    assert "max_concurrency + max_queue + 1" in serve_help
 
 
 def test_models_lists_the_repository(model_repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,6 +97,49 @@ def test_explain_unknown_model_or_file_exits_2(model_repo: Path, tmp_path: Path)
     assert main(["explain", TABULAR, str(tmp_path), "--model-repo", str(model_repo)]) == 2
 
 
+def rows_file(tmp_path: Path) -> Path:
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([TABULAR_ROW]))
+    return rows
+
+
+def test_explain_checks_out_and_device_before_loading_the_model(
+    model_repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def no_loading(*_: object) -> None:
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(explainer.cli, "_repository", no_loading)
+    rows = rows_file(tmp_path)
+    args = ["explain", TABULAR, str(rows), "--model-repo", str(model_repo)]
+    assert main([*args, "--out", str(rows)]) == 2  # a file, not a folder
+    assert f"--out {rows}: exists and is not a folder" in capsys.readouterr().err
+    blocked = rows / "out"  # under a file: cannot be created
+    assert main([*args, "--out", str(blocked)]) == 2
+    assert f"--out {blocked}: cannot be created" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "x"), "--device", "bogus"]) == 2
+    assert "explainer: error: --device: unknown device 'bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_explain_interrupted_exits_130(
+    model_repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def ctrl_c(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explainer, "explain", ctrl_c)
+    args = ["explain", TABULAR, str(rows_file(tmp_path)), "--model-repo", str(model_repo)]
+    assert main([*args, "--out", str(tmp_path / "out"), "--methods", "saliency"]) == 130
+    assert capsys.readouterr().err == "explainer: interrupted\n"
+
+
 def test_bad_usage_exits_2() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["explain"])
@@ -97,6 +156,25 @@ def test_serve_refuses_a_public_host_without_keys(
     assert main(["serve", "--host", "0.0.0.0", "--port", "9"]) == 2
     assert "--insecure" in capsys.readouterr().err
     assert main(["serve", "--workers", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("threads", "warned"), [("9", True), ("10", False)], ids=["too-few", "enough"]
+)
+def test_serve_warns_about_too_few_threads(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    threads: str,
+    warned: bool,
+) -> None:
+    served: list[int] = []
+    monkeypatch.setattr(api.server, "serve", lambda *args: served.append(args[-1]))
+    monkeypatch.setenv("EXPLAINER_MAX_CONCURRENCY", "2")
+    monkeypatch.setenv("EXPLAINER_MAX_QUEUE", "7")  # 2 + 7 + 1 for /healthz = 10
+    assert main(["serve", "--threads", threads]) == 0
+    assert served == [int(threads)]
+    err = capsys.readouterr().err
+    assert ("warning: --threads 9 is fewer than" in err) is warned
 
 
 def test_cli_does_not_import_api_or_touch_cuda() -> None:

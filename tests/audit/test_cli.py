@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
+import explainer.audit
 from explainer import Engine
-from explainer.audit import AuditStore, explain_chunk
+from explainer.audit import AuditSpec, AuditStore, explain_chunk
 from explainer.audit.io import read_file
+from explainer.audit.runner import ChunkExecutor, IndexedRow
 from explainer.cli import AUDIT_OWNER, _audit_spec, build_parser, main
 from models import ModelHandle
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
@@ -84,6 +88,111 @@ def test_resume_after_a_crash(
     assert [d["row"] for d in documents] == list(range(ROWS))
     reference = explain_chunk(credit, engine, spec, list(enumerate(rows)))
     assert without_timings(documents) == without_timings(reference)
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_resume_a_failed_or_cancelled_audit(
+    credit_repo: Path,
+    credit: ModelHandle,
+    engine: Engine,
+    data: Path,
+    tmp_path: Path,
+    status: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    arguments = argv(data, out, credit_repo)
+    spec = _audit_spec(build_parser().parse_args(arguments))
+    rows = read_file(data)
+    # A first run that stored its first chunk, then failed (or was cancelled).
+    store = AuditStore(f"sqlite:///{out / 'audit.db'}").create_tables()
+    job, _ = store.submit(AUDIT_OWNER, MODEL, spec.model_dump(mode="json"), rows)
+    store.claim(job.id, "first-run")
+    first = explain_chunk(credit, engine, spec, list(enumerate(rows))[:8])
+    store.checkpoint(job.id, "first-run", [{**d, "kept": True} for d in first], compute_s=1.0)
+    if status == "failed":
+        store.finish(job.id, "first-run", "failed", "RuntimeError: row 8: boom")
+    else:
+        store.cancel(job.id, AUDIT_OWNER)
+
+    assert main(arguments) == 2  # an audit is there: --resume or another --out
+    assert status in capsys.readouterr().err
+    assert main([*arguments, "--resume"]) == 0
+    finished = store.get(job.id)
+    assert (finished.status, finished.done, finished.error) == ("completed", ROWS, None)
+    documents = list(store.results(job.id))
+    assert [d["row"] for d in documents] == list(range(ROWS))
+    assert [d.pop("kept", False) for d in documents] == [True] * 8 + [False] * (ROWS - 8)
+    reference = explain_chunk(credit, engine, spec, list(enumerate(rows)))
+    assert without_timings(documents) == without_timings(reference)
+    assert len(pd.read_csv(out / "results.csv")) == ROWS
+
+
+def test_ctrl_c_exits_130_and_resume_continues(
+    credit_repo: Path,
+    data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_job = explainer.audit.run_job
+
+    def interrupted_run(
+        store: AuditStore, job: Any, worker: str, execute: ChunkExecutor, *rest: Any
+    ) -> Any:
+        def first_chunk_then_ctrl_c(
+            spec: AuditSpec, chunks: Sequence[Sequence[IndexedRow]]
+        ) -> Iterator[tuple[list[dict[str, Any]], float]]:
+            yield next(iter(execute(spec, chunks)))
+            raise KeyboardInterrupt
+
+        return run_job(store, job, worker, first_chunk_then_ctrl_c, *rest)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(explainer.audit, "run_job", interrupted_run)
+    assert main(argv(data, out, credit_repo)) == 130
+    assert "interrupted; resume with --resume" in capsys.readouterr().err
+    monkeypatch.setattr(explainer.audit, "run_job", run_job)
+    assert main(argv(data, out, credit_repo, "--resume")) == 0
+    store = AuditStore(f"sqlite:///{out / 'audit.db'}")
+    (job,) = store.jobs_of(AUDIT_OWNER)
+    assert (job.status, job.done) == ("completed", ROWS)
+    assert [d["row"] for d in store.results(job.id)] == list(range(ROWS))
+
+
+def test_inputs_are_checked_before_out_is_made(
+    credit_repo: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv(tmp_path / "missing.csv", tmp_path / "a", credit_repo)) == 2
+    assert not (tmp_path / "a").exists()
+    assert main(argv(data, tmp_path / "b", credit_repo, "--device", "bogus")) == 2
+    assert "--device" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert main(argv(data, data, credit_repo)) == 2  # --out is a file
+    assert f"--out {data}: exists and is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "line"),
+    [
+        (["--chunk-size", "0"], "  at chunk_size: Input should be greater than or equal to 1"),
+        (["--options", "[]"], "  at options: Input should be a valid dictionary"),
+        (["--options", '{"lime": {"num_samples": "x"}}'], "  at options.lime.num_samples: "),
+    ],
+    ids=["chunk-size", "options-list", "options-field"],
+)
+def test_bad_arguments_are_listed_without_values(
+    credit_repo: Path,
+    data: Path,
+    tmp_path: Path,
+    extra: list[str],
+    line: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([*argv(data, tmp_path / "out", credit_repo), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("explainer: error: bad audit arguments\n") and line in err
+    assert "input_value" not in err and "pydantic.dev" not in err
 
 
 def test_bad_usage(credit_repo: Path, data: Path, tmp_path: Path) -> None:
