@@ -8,7 +8,6 @@ on the rest of the batch), so finished explanations are cached per row and metho
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Hashable, Sequence
@@ -157,7 +156,7 @@ def _cached_row(
         return {}
     cache.record(hits=len(hits))
     return {
-        name: dataclasses.replace(copy.deepcopy(hit), cached=True)
+        name: dataclasses.replace(hit.copy(), cached=True)
         for name, hit in zip(row_keys, hits, strict=True)
     }
 
@@ -166,7 +165,7 @@ def _store(cache: LruCache[Hashable, Any], key: Hashable, explanation: Explanati
     """Keep a copy of `explanation`, so that a caller changing it in place changes no later
     answer (no copy when the cache keeps no entries)."""
     if cache.max_entries:
-        cache.put(key, copy.deepcopy(explanation))
+        cache.put(key, explanation.copy())
 
 
 def _timed(name: str, ctx: MethodContext, instances: Sequence[int]) -> list[Explanation]:

@@ -7,7 +7,7 @@ image models an `(H, W)` map at the model's input size (signed, channels summed)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,10 @@ class TreeSurrogate:
     leaf_value: float  # the surrogate's prediction for the input
     tree: dict[str, Any]  # the whole tree: nodes with feature, threshold, value, children
 
+    def copy(self) -> TreeSurrogate:
+        """An independent copy (its rules and tree too)."""
+        return TreeSurrogate(list(self.rules), self.leaf_value, _copied(self.tree))
+
 
 @dataclass
 class Explanation:
@@ -59,6 +63,18 @@ class Explanation:
     surrogate: TreeSurrogate | None = None  # only for the "tree" method
     timing_ms: float = 0.0
     cached: bool = False  # served from the explanation cache
+
+    def copy(self) -> Explanation:
+        """An independent copy: its arrays, quality and surrogate copied too (the cache keeps
+        and hands out copies; `copy.deepcopy` took 5 times as long)."""
+        return replace(
+            self,
+            attributions=self.attributions.copy(),
+            quality=dict(self.quality),
+            segments=None if self.segments is None else self.segments.copy(),
+            segment_weights=None if self.segment_weights is None else self.segment_weights.copy(),
+            surrogate=None if self.surrogate is None else self.surrogate.copy(),
+        )
 
     def is_finite(self) -> bool:
         """True when every number it reports (attributions, base value, quality) is finite."""
@@ -82,3 +98,12 @@ class InstanceExplanation:
     @property
     def timings_ms(self) -> dict[str, float]:
         return {name: exp.timing_ms for name, exp in self.methods.items()}
+
+
+def _copied(value: Any) -> Any:
+    """A copy of JSON-like data: its dicts and lists copied, the scalars in them shared."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value

@@ -154,7 +154,10 @@ def test_changing_a_result_in_place_changes_no_later_answer(
         surrogate = served.methods["tree"].surrogate
         assert surrogate is not None and truth.methods["tree"].surrogate is not None
         assert surrogate.rules == truth.methods["tree"].surrogate.rules
+        assert surrogate.tree == truth.methods["tree"].surrogate.tree
         surrogate.rules.append("changed")
+        surrogate.tree["nodes"][0]["value"] = 99.0
+        surrogate.tree["path"].append(99)
     assert served.methods["saliency"].cached
 
 
