@@ -66,7 +66,7 @@ class Explanation:
 
     def copy(self) -> Explanation:
         """An independent copy: its arrays, quality and surrogate copied too (the cache keeps
-        and hands out copies; `copy.deepcopy` took 5 times as long)."""
+        and hands out copies; `copy.deepcopy` took about 3 times as long)."""
         return replace(
             self,
             attributions=self.attributions.copy(),
