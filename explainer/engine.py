@@ -140,6 +140,9 @@ class Engine:
         # Finished explanations, keyed by (model sha256, input hash, method, options, seed,
         # target); 0 entries disables the cache.
         self.explanations: LruCache[Hashable, Any] = LruCache(cache_entries)
+        # The model's outputs for those rows, keyed by (model fingerprint, input hash): a
+        # request answered from the cache makes no model call for its predictions either.
+        self.outputs: LruCache[Hashable, torch.Tensor] = LruCache(cache_entries)
         # Costly per-model objects (lime and shap explainers, segmentations), by model
         # fingerprint.
         self.objects: LruCache[Hashable, Any] = LruCache(256)

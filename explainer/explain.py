@@ -107,7 +107,8 @@ def explain(
     if "shap" in names:
         check_shap_options(handle, options.shap)
     with engine.lock:
-        outputs = engine.evaluate(handle, inputs, instances=True)
+        digests = _row_digests(inputs)
+        outputs = _model_outputs(engine, handle, inputs, digests, use_cache)
         predictions = predictions_from_outputs(handle, outputs)
         targets = target_indices(predictions, resolved)
         rows = torch.arange(len(targets))
@@ -118,7 +119,7 @@ def explain(
         ]
         keys = [
             {name: _cache_key(handle, digest, name, options, seed, t) for name in names}
-            for digest, t in zip(_row_digests(inputs), targets, strict=True)
+            for digest, t in zip(digests, targets, strict=True)
         ]
         for result, row_keys in zip(results, keys, strict=True):
             result.methods.update(_cached_row(engine.explanations, row_keys) if use_cache else {})
@@ -140,6 +141,23 @@ def explain(
                     if use_cache:
                         _store(engine.explanations, keys[index][name], explanation)
     return results
+
+
+def _model_outputs(
+    engine: Engine, handle: ModelHandle, inputs: torch.Tensor, digests: list[str], use_cache: bool
+) -> torch.Tensor:
+    """The model's outputs for the instances: from `engine.outputs` when it holds every row's
+    (a repeated request makes no model call), else one evaluation, kept per row."""
+    keys = [(handle.fingerprint, digest) for digest in digests]
+    if use_cache:
+        kept = [engine.outputs.get(key, count=False) for key in keys]
+        if all(row is not None for row in kept):
+            return torch.stack([row for row in kept if row is not None])
+    outputs = engine.evaluate(handle, inputs, instances=True)
+    if use_cache and engine.outputs.max_entries:
+        for key, row in zip(keys, outputs, strict=True):
+            engine.outputs.put(key, row.clone())
+    return outputs
 
 
 def _cached_row(

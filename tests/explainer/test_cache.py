@@ -188,3 +188,19 @@ def test_kept_shap_explainers_give_the_numbers_of_fresh_ones(
         values = a.methods["shap"].attributions
         np.testing.assert_array_equal(values, b.methods["shap"].attributions)
         np.testing.assert_array_equal(values, c.methods["shap"].attributions)
+
+
+def test_a_repeated_request_makes_no_model_call(known_models: dict[str, ModelHandle]) -> None:
+    """Its predictions come from the model outputs kept with the explanations."""
+    engine = Engine("cpu")
+    handle = known_models["logistic"]
+    first = explain(handle, X, ["saliency", "lime"], engine=engine)
+    calls = engine.model_calls
+    again = explain(handle, X, ["saliency", "lime"], engine=engine)
+    assert engine.model_calls == calls
+    for a, b in zip(first, again, strict=True):
+        assert a.prediction == b.prediction and a.score == b.score and a.target == b.target
+    explain(handle, X[:1] + 1.0, ["saliency"], engine=engine)  # a new row: evaluated
+    assert engine.model_calls > calls
+    explain(handle, X, ["saliency"], engine=engine, use_cache=False)  # past the cache
+    assert len(engine.outputs) == len(X) + 1
