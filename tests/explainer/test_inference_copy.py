@@ -11,6 +11,7 @@ import torch
 from explainer import Engine, explain
 from explainer.inference_copy import inference_copy
 from models import ModelHandle, ModelRepository
+from models.repository import ZOO_DIR
 from tests.helpers import SmallCNN, square_images, to_toml
 
 IMAGES = torch.from_numpy(square_images(2, seed=3)[0])
@@ -24,7 +25,7 @@ def test_image_models_get_a_copy_for_calls_without_gradients(
     copy = engine.inference_module(squares)
     assert isinstance(copy, torch.jit.ScriptModule) and copy is not squares.module
     assert engine.inference_module(squares) is copy  # made once per model
-    assert engine.inference_module(known_models["logistic"]) is None  # tabular: no gain
+    assert engine.inference_module(known_models["logistic"]) is None  # TorchScript tabular
     assert Engine("cpu", inference_copies=False).inference_module(squares) is None
     with torch.inference_mode():
         expected = squares.forward(IMAGES)
@@ -119,3 +120,20 @@ def test_an_exported_image_model_is_traced_into_a_copy(tmp_path: Path) -> None:
     with torch.inference_mode():
         expected = handle.forward(images)
     torch.testing.assert_close(engine.evaluate(handle, images), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_exported_tabular_model_gets_a_frozen_copy_with_the_same_numbers() -> None:
+    """Without the exported program's per-call input guards; frozen, not optimised."""
+    credit = ModelRepository(ZOO_DIR).load("cpu", only=["credit-risk"]).get("credit-risk")
+    assert isinstance(credit.module, torch.fx.GraphModule) and credit.background is not None
+    engine = Engine("cpu", cache_entries=0)
+    copy = engine.inference_module(credit)
+    assert isinstance(copy, torch.jit.ScriptModule) and copy is not credit.module
+    rows = credit.background[:4].clone()
+    plain = Engine("cpu", cache_entries=0, inference_copies=False)
+    ours = explain(credit, rows, ["shap", "lime", "tree"], engine=engine)
+    theirs = explain(credit, rows, ["shap", "lime", "tree"], engine=plain)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.prediction == b.prediction
+        for name, explanation in a.methods.items():
+            np.testing.assert_array_equal(explanation.attributions, b.methods[name].attributions)
