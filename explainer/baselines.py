@@ -88,9 +88,8 @@ def declared_ranges(handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor, li
 
 def unranged_features(handle: ModelHandle) -> list[str]:
     """A tabular model's numeric features without a range in `[tabular].ranges`."""
-    spec = handle.spec.tabular
-    assert spec is not None
-    return [name for name in spec.numeric_features if name not in spec.ranges]
+    assert handle.spec.tabular is not None
+    return handle.spec.tabular.unranged_features
 
 
 def _background_reference(handle: ModelHandle) -> torch.Tensor:

@@ -181,17 +181,14 @@ class Engine:
         out of memory."""
         row_bytes = 4 * int(torch.tensor(handle.input_shape).prod())
         sizes = [c for i, c in enumerate(candidates) if i == 0 or c * row_bytes <= TUNE_MAX_BYTES]
-        inputs: dict[int, torch.Tensor] = {}
 
         def measure(chunk: int) -> float | None:
-            if chunk not in inputs:
-                inputs[chunk] = torch.rand((chunk, *handle.input_shape), device=self.device)
-            try:
-                return self._throughput(handle, inputs[chunk], gradients)
+            try:  # a fresh input each time: only the one measured holds device memory
+                x = torch.rand((chunk, *handle.input_shape), device=self.device)
+                return self._throughput(handle, x, gradients)
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not is_out_of_memory(error):
                     raise
-                inputs.pop(chunk)
                 return None
 
         chosen = fastest_chunk(measure, sizes)
@@ -270,10 +267,11 @@ class Engine:
 
         `gradients`: `run` makes forward and backward passes, so the chunk with gradients
         is used, and lowered. Raises `DeviceOutOfMemory` when even one row does not fit, and
-        gives the model back the chunk it had before the shortage (one request too large
+        gives the model back the chunk it had when this call began (one request too large
         for the device must not leave every later one at a row per call).
         """
         key = (handle.name, gradients)
+        before = self._chunk_state(key)
         while True:
             chunk = self._chunk(key)
             try:
@@ -284,7 +282,7 @@ class Engine:
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 if chunk <= 1:
-                    self._restore(key)
+                    self._restore(key, before)
                     raise DeviceOutOfMemory(
                         f"model {handle.name!r} does not fit in device memory"
                     ) from None
@@ -296,14 +294,24 @@ class Engine:
                 self._recover(key)
                 return result
 
-    def _restore(self, key: ChunkKey) -> None:
-        """Back to the chunk before the model's memory shortage (its ceiling), if lowered."""
-        ceiling = self.chunk_ceilings.pop(key, None)
-        if ceiling is None:
-            return
-        self.chunk_sizes[key] = ceiling
-        self._calls_since_lowered.pop(key, None)
-        log.warning("out of memory at one row: model chunk restored to %d", ceiling)
+    def _chunk_state(self, key: ChunkKey) -> tuple[int | None, int | None, int | None]:
+        """The model's chunk, ceiling and calls since lowered (None: not set)."""
+        return (
+            self.chunk_sizes.get(key),
+            self.chunk_ceilings.get(key),
+            self._calls_since_lowered.get(key),
+        )
+
+    def _restore(self, key: ChunkKey, state: tuple[int | None, int | None, int | None]) -> None:
+        """Put back a `_chunk_state` (a chunk that worked before the call that failed)."""
+        for table, value in zip(
+            (self.chunk_sizes, self.chunk_ceilings, self._calls_since_lowered), state, strict=True
+        ):
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        log.warning("out of memory at one row: model chunk restored to %d", self._chunk(key))
 
     def _recover(self, key: ChunkKey) -> None:
         """After RECOVERY_CALLS successes at a lowered chunk, try twice that chunk."""

@@ -36,8 +36,7 @@ from models.handle import ModelHandle
 
 def supports_layer_hooks(handle: ModelHandle) -> bool:
     """Grad-CAM needs an eager image model (safetensors): scripted and exported ones hide layers."""
-    scripted = (torch.jit.ScriptModule, torch.fx.GraphModule)
-    return handle.is_image and handle.module is not None and not isinstance(handle.module, scripted)
+    return handle.is_image and handle.exposes_layers
 
 
 def available_methods(handle: ModelHandle) -> list[str]:

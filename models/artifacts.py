@@ -4,12 +4,9 @@
 refuses plain `torch.save` pickles; safetensors holds tensors and no code. A `.pt` pickle
 that carries code is never executed.
 
-`torch.export.load` is not safe on its own: an archive may hold pickled weights or constants,
-pickled ("opaque") objects, compiled AOTInductor libraries, or sample inputs that it retries
-with `weights_only=False`, and it falls back to a pre-2.7 format. So an export archive is
-read once into memory and checked first: only the program's JSON, its weights and tensor
-constants as raw bytes, sample inputs that load with `weights_only=True` and extra files
-(bytes) are accepted; the checked bytes are what torch then loads.
+`torch.export.load` is not safe on its own (it unpickles, evaluates and runs parts of an
+archive): an export archive is read once into memory and checked first
+(`models.export_archive`), and the checked bytes are what torch then loads.
 """
 
 from __future__ import annotations
@@ -17,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
-import json
-import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from models.export_archive import ArchiveRefused, check_export_archive
 from models.spec import ModelConfigError, ModelSpec
 
 
@@ -65,70 +61,12 @@ def _load_torchscript(path: Path) -> torch.nn.Module:
         raise ArtifactError(f"{path.name}: not a loadable TorchScript archive: {exc}") from None
 
 
-# The entries an export archive may hold, below its root folder.
-_EXPORT_ENTRIES = re.compile(
-    r"archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
-    r"|models/model\.json|data/sample_inputs/model\.pt|extra/[^/]+"
-    r"|data/weights/model_weights_config\.json|data/weights/weight_\d+"
-    r"|data/constants/model_constants_config\.json|data/constants/tensor_\d+"
-)
-# Each weights or constants config entry's file, stored as raw bytes (not pickled).
-_RAW_PAYLOAD = {"weights": re.compile(r"weight_\d+"), "constants": re.compile(r"tensor_\d+")}
-
-
-def _check_export_archive(name: str, data: bytes) -> None:
-    """Raise ArtifactError unless the archive holds nothing that loading would unpickle or
-    run (see the module docstring)."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ArtifactError(f"{name} is not a torch.export archive (not a zip file)") from None
-    with archive:
-        entries = [entry for entry in archive.namelist() if not entry.endswith("/")]
-        roots = {entry.split("/", 1)[0] for entry in entries}
-        if len(roots) != 1 or any("/" not in entry for entry in entries):
-            raise ArtifactError(f"{name} is not a torch.export archive (one root folder)")
-        root = roots.pop()
-        for entry in entries:
-            if not _EXPORT_ENTRIES.fullmatch(entry.removeprefix(f"{root}/")):
-                raise ArtifactError(
-                    f"{name}: {entry!r} is refused: only programs saved by torch.export.save"
-                    " with plain tensor weights are loaded (no pickled objects, compiled"
-                    " libraries or pre-2.7 archives)"
-                )
-        for kind, payload in _RAW_PAYLOAD.items():
-            config = f"{root}/data/{kind}/model_{kind}_config.json"
-            if config in entries:
-                _check_payload_config(name, archive.read(config), payload)
-        sample_inputs = f"{root}/data/sample_inputs/model.pt"
-        if sample_inputs in entries:
-            try:
-                torch.load(io.BytesIO(archive.read(sample_inputs)), weights_only=True)
-            except Exception:  # torch raises several types for a refused pickle
-                raise ArtifactError(
-                    f"{name}: its sample inputs are not plain tensors (they would have to be"
-                    " unpickled); export with tensor example inputs"
-                ) from None
-
-
-def _check_payload_config(name: str, text: bytes, payload: re.Pattern[str]) -> None:
-    """Every weight or constant is stored raw, in a file of the expected kind."""
-    try:
-        entries = json.loads(text)["config"].values()
-        raw = all(e["use_pickle"] is False and payload.fullmatch(e["path_name"]) for e in entries)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ArtifactError(
-            f"{name}: its weights or constants configuration is unreadable"
-        ) from None
-    if not raw:
-        raise ArtifactError(
-            f"{name}: pickled weights, constants or objects are refused; export plain tensors"
-        )
-
-
 def _load_export(path: Path) -> torch.nn.Module:
     data = path.read_bytes()
-    _check_export_archive(path.name, data)
+    try:
+        check_export_archive(path.name, data)
+    except ArchiveRefused as refused:
+        raise ArtifactError(str(refused)) from None
     try:
         program = torch.export.load(io.BytesIO(data))
     except Exception as exc:  # torch raises several types for a bad archive

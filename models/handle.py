@@ -58,6 +58,13 @@ class ModelHandle:
         return list(self.spec.tabular.features) if self.spec.tabular else []
 
     @property
+    def exposes_layers(self) -> bool:
+        """Whether the loaded module shows its layers (eager, from safetensors): scripted and
+        exported ones hide them, so Grad-CAM has no layer to hook."""
+        hidden = (torch.jit.ScriptModule, torch.fx.GraphModule)
+        return self.module is not None and not isinstance(self.module, hidden)
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one instance in input space: `(F,)` or `(C, H, W)`."""
         if self.spec.image is not None:
@@ -178,6 +185,8 @@ def _check_background_values(path: Path, data: np.ndarray, image: bool) -> None:
     """Background rows are references for every method: NaN or infinite values would reach
     the model (or fail inside LIME), and image floats must be pixels in [0, 1] (0..255
     floats would be out-of-range references). No value is put in the message."""
+    if len(data) == 0:
+        raise ModelConfigError(path, "x", "holds no rows")
     finite = np.isfinite(data.reshape(len(data), -1)).all(axis=1)
     if not finite.all():
         raise ModelConfigError(

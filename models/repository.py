@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 MODEL_REPO_ENV = "EXPLAINER_MODEL_REPO"
-# Scripted and exported modules hide their layers (Grad-CAM is not offered for them).
-_HIDDEN_LAYERS = (torch.jit.ScriptModule, torch.fx.GraphModule)
 
 
 def default_repository_path() -> Path:
@@ -93,7 +91,7 @@ def _check_spec_needs(handle: ModelHandle) -> ModelHandle:
     if handle.background is None and spec.default_baseline == "mean":
         raise ModelConfigError(spec_path, "default_baseline", f"'mean' needs {BACKGROUND_FILE}")
     if handle.background is None and spec.default_baseline == "uniform" and spec.tabular:
-        unranged = [f for f in spec.tabular.numeric_features if f not in spec.tabular.ranges]
+        unranged = spec.tabular.unranged_features
         if unranged:
             raise ModelConfigError(
                 spec_path,
@@ -101,10 +99,9 @@ def _check_spec_needs(handle: ModelHandle) -> ModelHandle:
                 f"'uniform' needs {BACKGROUND_FILE} or [tabular.ranges] for {unranged}",
             )
     layer = spec.image.gradcam_layer if spec.image else None
-    module = handle.module
-    if layer and module is not None and not isinstance(module, _HIDDEN_LAYERS):
+    if layer and handle.module is not None and handle.exposes_layers:
         try:
-            module.get_submodule(layer)
+            handle.module.get_submodule(layer)
         except AttributeError:
             raise ModelConfigError(spec_path, "image.gradcam_layer", "no such layer") from None
     return handle

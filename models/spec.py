@@ -67,6 +67,11 @@ class TabularSpec(_Strict):
         """The features that are not categorical, in feature order."""
         return [name for name in self.features if name not in self.categorical]
 
+    @property
+    def unranged_features(self) -> list[str]:
+        """The numeric features without a range in `ranges`, in feature order."""
+        return [name for name in self.numeric_features if name not in self.ranges]
+
     @model_validator(mode="after")
     def _known_features(self) -> TabularSpec:
         if len(set(self.features)) != len(self.features):

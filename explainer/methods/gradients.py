@@ -89,8 +89,9 @@ def integrated_gradients(ctx: MethodContext) -> list[Explanation]:
 
 def smoothgrad(ctx: MethodContext) -> list[Explanation]:
     """Saliency averaged over Gaussian-noised copies of each input (the same noise for
-    every row: `nt_samples` draws at once from a generator seeded with the request's seed,
-    so the numbers do not depend on the chunk the noised copies are taken in).
+    every row: `nt_samples` draws at once, on the CPU, from a generator seeded with the
+    request's seed, so the numbers depend neither on the chunk the noised copies are taken
+    in nor on the device; each chunk's noise moves to the device inside the backoff).
 
     The noise is `stdev` times each feature's own scale (`_noise_scale`): the noise is
     drawn with one standard deviation, `stdev`, and added to the inputs divided by that
@@ -108,7 +109,7 @@ def smoothgrad(ctx: MethodContext) -> list[Explanation]:
         def attribute(
             rows: slice, _: int, row: torch.Tensor = row, target: torch.Tensor = target
         ) -> torch.Tensor:
-            noisy = (row + noise[rows]).detach().requires_grad_()
+            noisy = (row + noise[rows].to(row.device)).detach().requires_grad_()
             return method.attribute(noisy, target=target.expand(len(noisy)), abs=True)
 
         gradients = torch.cat(_in_chunks(ctx, options.nt_samples, attribute))
@@ -122,12 +123,12 @@ def smoothgrad(ctx: MethodContext) -> list[Explanation]:
 
 
 def _smoothgrad_noise(ctx: MethodContext, samples: int, stdev: float) -> torch.Tensor:
-    """`samples` draws of N(0, stdev^2) noise for one input, in one call to the generator
-    of the inputs' device seeded with the request's seed (what captum's NoiseTunnel drew
+    """`samples` draws of N(0, stdev^2) noise for one input, on the CPU, in one call to a
+    generator seeded with the request's seed (on the CPU, what captum's NoiseTunnel drew
     after `torch.manual_seed(seed)` when it took all samples in one batch)."""
-    generator = torch.Generator(device=ctx.inputs.device).manual_seed(ctx.seed)
+    generator = torch.Generator().manual_seed(ctx.seed)
     shape = (samples, *ctx.inputs.shape[1:])
-    return torch.randn(shape, generator=generator, device=ctx.inputs.device) * stdev
+    return torch.randn(shape, generator=generator) * stdev
 
 
 def _noise_scale(ctx: MethodContext) -> torch.Tensor:

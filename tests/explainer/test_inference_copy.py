@@ -131,6 +131,9 @@ def test_an_exported_tabular_model_gets_a_frozen_copy_with_the_same_numbers() ->
     assert isinstance(copy, torch.jit.ScriptModule) and copy is not credit.module
     rows = credit.background[:4].clone()
     plain = Engine("cpu", cache_entries=0, inference_copies=False)
+    for count in (1, 2, 3):  # traced on 2 rows: no batch size baked in
+        expected = plain.evaluate(credit, rows[:count])
+        torch.testing.assert_close(engine.evaluate(credit, rows[:count]), expected, rtol=0, atol=0)
     ours = explain(credit, rows, ["shap", "lime", "tree"], engine=engine)
     theirs = explain(credit, rows, ["shap", "lime", "tree"], engine=plain)
     for a, b in zip(ours, theirs, strict=True):

@@ -11,6 +11,7 @@ import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -120,8 +121,11 @@ def test_a_pickle_carrying_code_is_refused_without_running(
     assert not marker.exists()
 
 
-def _exported_program(path: Path) -> None:
-    program = torch.export.export(LogisticModel(WEIGHTS, 0.5).eval(), (X,))
+def _exported_program(path: Path, dynamic: bool = False) -> None:
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic else None
+    rows = X.expand(2, -1) if dynamic else X  # a batch of 1 would be specialised
+    model = LogisticModel(WEIGHTS, 0.5).eval()
+    program = torch.export.export(model, (rows,), dynamic_shapes=shapes)
     torch.export.save(program, str(path), extra_files={"notes.txt": "plain bytes"})
 
 
@@ -195,9 +199,60 @@ def test_an_export_archive_that_would_unpickle_or_run_code_is_refused_first(
     assert not marker.exists()
 
 
+def _program_changed(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite the program JSON (models/model.json) of the export archive at `path`."""
+    with zipfile.ZipFile(path) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("models/model.json"))
+        program = json.loads(archive.read(name))
+    change(program)
+    _rewritten(path, {name.split("/", 1)[1]: json.dumps(program).encode()})
+
+
+def _shape_expression(marker: Path) -> Callable[[dict[str, Any]], None]:
+    def change(program: dict[str, Any]) -> None:
+        sizes = program["graph_module"]["graph"]["tensor_values"]["x"]["sizes"]
+        expression = sizes[0]["as_expr"]["expr_str"]  # sympify evaluates it as Python
+        sizes[0]["as_expr"]["expr_str"] = (
+            f"{expression} + 0*__import__('pathlib').Path('{marker}').touch()"
+        )
+
+    return change
+
+
+def _guard_code(marker: Path) -> Callable[[dict[str, Any]], None]:
+    def change(program: dict[str, Any]) -> None:  # compiled and run on every call
+        program["guards_code"] = [f"__import__('pathlib').Path('{marker}').touch() is None"]
+
+    return change
+
+
+def _operator(marker: Path) -> Callable[[dict[str, Any]], None]:
+    def change(program: dict[str, Any]) -> None:  # any torch.* function could be called
+        program["graph_module"]["graph"]["nodes"][0]["target"] = "torch.load"
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "attack", [_shape_expression, _guard_code, _operator], ids=["sympify", "guards", "operator"]
+)
+def test_an_export_program_that_would_run_code_is_refused(
+    tmp_path: Path, attack: Callable[[Path], Callable[[dict[str, Any]], None]]
+) -> None:
+    """The program JSON is evaluated too: shape expressions by sympy, guard code by exec."""
+    marker = tmp_path / "pwned"
+    (tmp_path / "repo" / "m").mkdir(parents=True)
+    _exported_program(tmp_path / "repo" / "m" / "model.pt2", dynamic=True)
+    _program_changed(tmp_path / "repo" / "m" / "model.pt2", attack(marker))
+    _write(tmp_path / "repo" / "m", {**SPEC, "format": "export", "artifact": "model.pt2"})
+    loaded = ModelRepository(tmp_path / "repo").load()
+    assert "m" not in loaded.handles and "refused" in loaded.errors["m"]
+    assert not marker.exists()
+
+
 def test_an_export_archive_with_extra_files_loads(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
-    _exported_program(tmp_path / "m" / "model.pt2")
+    _exported_program(tmp_path / "m" / "model.pt2", dynamic=True)
     _write(tmp_path / "m", {**SPEC, "format": "export", "artifact": "model.pt2"})
     torch.testing.assert_close(ModelRepository(tmp_path).load().get("m").forward(X), _expected())
 
@@ -289,6 +344,7 @@ def _npy_of(array: np.ndarray) -> bytes:
         pytest.param(_npz_of(np.array([["a"] * 6] * 4)), id="strings"),  # not numbers
         pytest.param(_npz_of(np.array([[0.0] * 6, [0.0] * 5 + [NAN]])), id="nan"),  # LIME: 500
         pytest.param(_npz_of(np.array([[0.0] * 6, [np.inf] * 6])), id="inf"),
+        pytest.param(_npz_of(np.zeros((0, 6))), id="no-rows"),
     ],
 )
 def test_an_unreadable_background_stops_only_its_model(tmp_path: Path, content: bytes) -> None:
