@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from explainer.engine import usable_device
 from models.decoding import ImageLimits
 from models.repository import ZOO_DIR, default_repository_path
 
@@ -112,8 +113,8 @@ class ApiConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _usable_device(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_device(value)
+        if value is not None:  # before the fork: NVML's count leaves CUDA uninitialised
+            usable_device(value, count_cuda=torch.cuda.device_count)
         return value
 
     @field_validator("database_url")
@@ -145,27 +146,6 @@ class ApiConfig(BaseModel):
             field = str(first["loc"][0]) if first["loc"] else "?"
             source = "" if field in (overrides or {}) else f" ({ENV_PREFIX}{field.upper()})"
             raise ConfigError(f"configuration {field}{source}: {first['msg']}") from None
-
-
-def check_device(value: str) -> None:
-    """A ValueError unless `value` is a device string naming a device this machine has.
-
-    Runs before gunicorn forks, so it never initialises CUDA: `torch.cuda.device_count()`
-    asks NVML (`explainer.engine.usable_device`, which the worker runs, would initialise it).
-    """
-    try:
-        device = torch.device(value)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {value!r}: {error}") from None
-    if device.type != "cuda":
-        return
-    count = torch.cuda.device_count()
-    if count == 0:
-        raise ValueError(f"{value!r}: CUDA is not available on this machine (choose 'cpu')")
-    if device.index is not None and device.index >= count:
-        raise ValueError(
-            f"{value!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
-        )
 
 
 def check_database_url(value: str) -> None:

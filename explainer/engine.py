@@ -65,9 +65,20 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def usable_device(device: torch.device | str | None) -> torch.device:
+def cuda_devices() -> int:
+    """How many CUDA devices this process can use (0 without CUDA); initialises CUDA."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def usable_device(
+    device: torch.device | str | None, count_cuda: Callable[[], int] = cuda_devices
+) -> torch.device:
     """`device`, or `default_device()` for None; a ValueError naming it when this machine has
-    no such device (CUDA asked for without CUDA, or a GPU index past its last GPU)."""
+    no such device (CUDA asked for without CUDA, or a GPU index past its last GPU).
+
+    `count_cuda` counts the CUDA devices: before gunicorn forks, `torch.cuda.device_count`
+    (NVML's count, which leaves CUDA uninitialised for the workers).
+    """
     if device is None:
         return default_device()
     try:
@@ -76,12 +87,12 @@ def usable_device(device: torch.device | str | None) -> torch.device:
         raise ValueError(f"unknown device {str(device)!r}: {error}") from None
     if chosen.type != "cuda":
         return chosen
-    if not torch.cuda.is_available():
+    count = count_cuda()
+    if count == 0:
         raise ValueError(
             f"device {str(chosen)!r} was asked for, but CUDA is not available on this machine"
             " (choose 'cpu', or leave the device unset to use CUDA only when present)"
         )
-    count = torch.cuda.device_count()
     if chosen.index is not None and chosen.index >= count:
         raise ValueError(
             f"device {str(chosen)!r} does not exist: this machine has {count} CUDA device(s),"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from werkzeug.test import TestResponse
 
 from api.routes.audits import STORE, _document
 from explainer.audit import AuditStore, Job
@@ -38,15 +39,23 @@ def lose_the_race(monkeypatch: pytest.MonkeyPatch, store: AuditStore) -> None:
     monkeypatch.setattr(store, "by_key", late_lookup)
 
 
-def test_losing_an_idempotency_race_with_another_request_is_a_422(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def race(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, key: str, rows: int
+) -> tuple[TestResponse, TestResponse]:
+    """A first POST of 3 rows wins `key`; a second of `rows` rows loses the race for it:
+    the two responses."""
     client = app.test_client()
-    headers = {"Idempotency-Key": "race-1"}
+    headers = {"Idempotency-Key": key}
     winner = client.post("/v1/audits", json=body(3), headers=headers)
     assert winner.status_code == 202, winner.get_json()
     lose_the_race(monkeypatch, app.extensions[STORE])
-    loser = client.post("/v1/audits", json=body(4), headers=headers)
+    return winner, client.post("/v1/audits", json=body(rows), headers=headers)
+
+
+def test_losing_an_idempotency_race_with_another_request_is_a_422(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, loser = race(app, monkeypatch, "race-1", rows=4)
     assert loser.status_code == 422, loser.get_json()
     problem = loser.get_json()
     assert "used for a different audit request" in problem["detail"]
@@ -56,12 +65,7 @@ def test_losing_an_idempotency_race_with_another_request_is_a_422(
 def test_losing_an_idempotency_race_with_the_same_request_returns_the_job(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = app.test_client()
-    headers = {"Idempotency-Key": "race-2"}
-    winner = client.post("/v1/audits", json=body(3), headers=headers)
-    assert winner.status_code == 202, winner.get_json()
-    lose_the_race(monkeypatch, app.extensions[STORE])
-    retry = client.post("/v1/audits", json=body(3), headers=headers)
+    winner, retry = race(app, monkeypatch, "race-2", rows=3)
     assert retry.status_code == 202, retry.get_json()
     assert retry.get_json()["id"] == winner.get_json()["id"]
 
