@@ -145,7 +145,8 @@ class ApiConfig(BaseModel):
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
             source = "" if field in (overrides or {}) else f" ({ENV_PREFIX}{field.upper()})"
-            raise ConfigError(f"configuration {field}{source}: {first['msg']}") from None
+            message = str(first["msg"]).removeprefix("Value error, ")  # pydantic's wrapper
+            raise ConfigError(f"configuration {field}{source}: {message}") from None
 
 
 def check_database_url(value: str) -> None:

@@ -95,7 +95,7 @@ def test_a_device_the_machine_lacks_is_refused_without_initialising_cuda(
     with pytest.raises(ConfigError, match=r"EXPLAINER_DEVICE.*has 2 CUDA device"):
         ApiConfig.from_env(environ={"EXPLAINER_DEVICE": "cuda:2"})
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    with pytest.raises(ConfigError, match=r"EXPLAINER_DEVICE.*CUDA is not available"):
+    with pytest.raises(ConfigError, match=r"\(EXPLAINER_DEVICE\): device 'cuda' was asked"):
         ApiConfig.from_env(environ={"EXPLAINER_DEVICE": "cuda"})
 
 
