@@ -191,6 +191,11 @@ class MethodOut(BaseModel):
         description="true when the result came from the explanation cache (its timings_ms "
         "entry is that of the run that computed it)",
     )
+    magnitude: bool | None = Field(
+        None,
+        description="true when the attributions are absolute values with no direction "
+        "(saliency with abs, smoothgrad)",
+    )
 
 
 class ReasonCode(BaseModel):

@@ -282,6 +282,7 @@ def _explain(args: argparse.Namespace) -> int:
                     handle.feature_names,
                     title=f"{name}: toward {result.target.label}",
                     text=text,
+                    magnitude=explanation.magnitude,
                 )
             (args.out / f"{i}_{name}.png").write_bytes(png)
     document = {

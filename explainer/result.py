@@ -61,6 +61,7 @@ class Explanation:
     segments: np.ndarray | None = None  # (H, W) superpixel ids for superpixel methods
     segment_weights: np.ndarray | None = None  # one weight per superpixel (LIME, tree)
     surrogate: TreeSurrogate | None = None  # only for the "tree" method
+    magnitude: bool = False  # values are |sensitivities| with no sign (saliency's abs, smoothgrad)
     timing_ms: float = 0.0
     cached: bool = False  # served from the explanation cache
 

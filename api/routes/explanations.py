@@ -131,6 +131,7 @@ def heatmap(path: HeatmapPath, query: HeatmapQuery) -> Response:
     if key not in stored.arrays:
         raise NotFound("no such instance or method in this explanation")
     instance = stored.payload["explanations"][path.index]
+    method_result = instance["methods"][path.method]
     model = stored.payload["model"]
     text = {
         "model": model["name"],
@@ -155,7 +156,8 @@ def heatmap(path: HeatmapPath, query: HeatmapQuery) -> Response:
             [str(name) for name in stored.arrays["features"]],
             colormap=query.colormap,
             title=f"{path.method}: toward {instance['target']['label']}",
-            xlabel=f"attribution ({instance['methods'][path.method]['units']})",
+            xlabel=f"attribution ({method_result['units']})",
             text=text,
+            magnitude=method_result.get("magnitude") is True,
         )
     return Response(png, mimetype="image/png", headers={"Cache-Control": PNG_CACHE})

@@ -6,8 +6,6 @@ import { fmt, h, methodName, orderedMethods } from "./dom.js";
 import { methodBadges } from "./quality.js";
 
 const TOP_FEATURES = 10;
-// Methods whose attributions are sensitivities |d score / d x| (their default): no direction.
-const MAGNITUDE_METHODS = ["saliency", "smoothgrad"];
 
 function show(section, ...children) {
   const shown = children.filter(Boolean);
@@ -182,11 +180,6 @@ export async function renderHeatmaps(
   section.hidden = false;
 }
 
-/** True for a magnitude-only method's values (signed ones, `abs: false`, keep the sign). */
-function isMagnitude(method, values) {
-  return MAGNITUDE_METHODS.includes(method) && values.every((v) => v >= 0);
-}
-
 /** A diverging bar from the middle, or a neutral one from the left for a magnitude. */
 function barCell(value, scale, magnitude) {
   const share = scale > 0 ? Math.abs(value) / scale : 0;
@@ -231,7 +224,8 @@ export function renderBars(section, explanation, features, row) {
     .map((_, i) => i)
     .sort((a, b) => Math.abs(sortBy[1].attributions[b]) - Math.abs(sortBy[1].attributions[a]));
   const scales = columns.map(([, r]) => Math.max(...r.attributions.map(Math.abs)));
-  const magnitudes = columns.map(([method, r]) => isMagnitude(method, r.attributions));
+  // `magnitude: true` marks absolute values (saliency with abs, SmoothGrad): no direction.
+  const magnitudes = columns.map(([, r]) => r.magnitude === true);
   const rows = order.map((i, rank) =>
     h(
       "tr",

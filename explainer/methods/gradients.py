@@ -53,7 +53,7 @@ def saliency(ctx: MethodContext) -> list[Explanation]:
 
     attributions = torch.cat(_in_chunks(ctx, len(ctx.inputs), attribute))
     return [
-        Explanation("saliency", row, ctx.score_kind, UNITS_GRADIENT)
+        Explanation("saliency", row, ctx.score_kind, UNITS_GRADIENT, magnitude=options.abs)
         for row in to_map(attributions, ctx.is_image)
     ]
 
@@ -116,7 +116,11 @@ def smoothgrad(ctx: MethodContext) -> list[Explanation]:
         attributions = gradients.sum(dim=0, keepdim=True) / options.nt_samples / scale
         results.append(
             Explanation(
-                "smoothgrad", to_map(attributions, ctx.is_image)[0], ctx.score_kind, UNITS_GRADIENT
+                "smoothgrad",
+                to_map(attributions, ctx.is_image)[0],
+                ctx.score_kind,
+                UNITS_GRADIENT,
+                magnitude=True,
             )
         )
     return results

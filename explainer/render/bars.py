@@ -1,9 +1,9 @@
 """Horizontal bar charts of tabular attributions (matplotlib, Agg canvas, no pyplot).
 
 The `MAX_BARS` features with the largest |attribution| are drawn, largest at the top;
-positive bars take the colour map's high end, negative ones its low end. Magnitudes (a
-`MAGNITUDE_METHODS` result with no negative value, e.g. saliency's |gradient|) have no
-direction: their bars are all `NEUTRAL_BAR` grey and the title says they are magnitudes.
+positive bars take the colour map's high end, negative ones its low end. Magnitudes
+(`magnitude=True`: saliency's |gradient|, SmoothGrad) have no direction: their bars are all
+`NEUTRAL_BAR` grey and the title says they are magnitudes.
 Texts (feature names, labels, units) are drawn as they are, never as mathtext. The PNG is
 RGB, `BAR_CHART_WIDTH` pixels wide and 60 + 22 pixels per bar tall (at 100 dpi).
 """
@@ -23,20 +23,14 @@ from explainer.render.png import encode_png
 
 MAX_BARS = 15
 BAR_CHART_WIDTH = 640
-# Methods whose attributions are sensitivities |d score / d x| (their default): no sign.
-MAGNITUDE_METHODS = ("saliency", "smoothgrad")
 NEUTRAL_BAR = (0.45, 0.45, 0.45)
 _DPI = 100
 
 
-def is_magnitude(method: str | None, values: np.ndarray) -> bool:
-    """True for a magnitude-only method's values (signed ones, `abs=false`, keep the sign)."""
-    return method in MAGNITUDE_METHODS and bool((values >= 0).all())
-
-
 def _magnitude_title(text: Mapping[str, str]) -> str:
+    method = f"{text['method']}: " if "method" in text else ""
     target = f" of the {text['target']} score" if "target" in text else ""
-    return f"{text['method']}: sensitivity{target} (magnitude, no direction)"
+    return f"{method}sensitivity{target} (magnitude, no direction)"
 
 
 def bar_chart_png(
@@ -47,11 +41,13 @@ def bar_chart_png(
     title: str = "",
     xlabel: str = "attribution",
     text: Mapping[str, str] | None = None,
+    magnitude: bool = False,
 ) -> bytes:
     """Render one value per feature as a horizontal bar chart PNG.
 
-    `text` (the PNG's text chunks) names the method: for a magnitude (`is_magnitude`) the
-    bars are neutral and the title says so in place of `title`.
+    `text` holds the PNG's text chunks (`method`, `target` name them in titles). For a
+    `magnitude` (values with no sign, the explanation's `magnitude` flag) the bars are
+    neutral and the title says so in place of `title`.
     """
     values = np.nan_to_num(np.asarray(attributions, dtype=np.float64), nan=0.0)
     if values.shape != (len(feature_names),):
@@ -60,7 +56,7 @@ def bar_chart_png(
     check_choice("colormap", name, COLORMAPS)
     chunks = {"colormap": name, **(text or {})}
     order = np.argsort(-np.abs(values), kind="stable")[:MAX_BARS][::-1]
-    if is_magnitude(chunks.get("method"), values):
+    if magnitude:
         colours = [NEUTRAL_BAR] * len(order)
         title = _magnitude_title(chunks)
     else:

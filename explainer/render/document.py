@@ -68,6 +68,8 @@ def method_document(name: str, explanation: Explanation) -> dict[str, Any]:
         out["segments"] = jsonable(explanation.segments.astype(np.int64))
     if explanation.segment_weights is not None:
         out["segment_weights"] = jsonable(explanation.segment_weights)
+    if explanation.magnitude:  # absolute values: no direction to read
+        out["magnitude"] = True
     if explanation.cached:  # its `timings_ms` entry is that of the run that computed it
         out["cached"] = True
     return out

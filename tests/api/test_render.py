@@ -130,17 +130,18 @@ def test_diverging_colormap_is_symmetric_for_non_negative_maps(colormap: str) ->
 
 
 def test_bar_chart_of_a_magnitude_is_neutral() -> None:
-    """Saliency's |gradient| has no direction: no "toward" colour, a title that says so."""
+    """A magnitude (saliency's |gradient|) has no direction: no "toward" colour, a title that
+    says so. Signed values drawn without the flag keep their colours even when all positive
+    (saliency with abs=false)."""
     values = np.array([0.5, 0.2, 0.1])
     names = ["x", "y", "z"]
     toward = tuple(to_rgb(np.array([0.9]), "RdBu_r")[0])
     text = {"method": "saliency", "target": "default"}
-    magnitude = _colours(bar_chart_png(values, names, title="saliency: toward default", text=text))
+    magnitude = _colours(bar_chart_png(values, names, text=text, magnitude=True))
     assert toward not in magnitude
     assert tuple(round(255 * c) for c in NEUTRAL_BAR) in magnitude
+    assert toward in _colours(bar_chart_png(values, names, text=text))
     assert toward in _colours(bar_chart_png(values, names, text={"method": "shap"}))
-    signed = np.array([0.5, -0.2, 0.1])  # saliency with abs=false keeps its sign
-    assert toward in _colours(bar_chart_png(signed, names, text=text))
 
 
 @pytest.mark.parametrize(
