@@ -31,6 +31,19 @@ PositiveInt = Annotated[int, Field(ge=1)]
 # A time limit: finite and at most what threading's waits accept (about 292 years; a larger
 # one raises OverflowError in every request that waits on it).
 Seconds = Annotated[float, Field(gt=0, le=threading.TIMEOUT_MAX, allow_inf_nan=False)]
+# Rows per model call: 2**20 rows of even a small tabular model is gigabytes in one call.
+ChunkSize = Annotated[int, Field(ge=1, le=2**20)]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may use (its affinity where the OS has one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
+# Torch's threads in a process: more than its cores only makes them wait in turn, and a
+# huge count makes OpenMP start that many threads.
+ThreadCount = Annotated[int, Field(ge=1, le=usable_cores())]
 
 
 class ConfigError(ValueError):
@@ -66,10 +79,10 @@ class ApiConfig(BaseModel):
     max_queue: Annotated[int, Field(ge=0)] = 8
     request_timeout_s: Seconds = 120.0
     # Rows per model call; None: tuned per model at load (Engine.tune).
-    chunk_size: PositiveInt | None = None
+    chunk_size: ChunkSize | None = None
     # CPU threads for torch's intra-op work in this process; None: torch's default
     # (`explainer serve` divides the machine's cores among its workers instead).
-    torch_threads: PositiveInt | None = None
+    torch_threads: ThreadCount | None = None
     # Frozen, inference-optimised copies of image models for the calls without gradients
     # (CPU only; see explainer.inference_copy).
     inference_copies: bool = True

@@ -22,7 +22,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from api.config import ApiConfig
+from api.config import ApiConfig, usable_cores
 from api.db import create_db_engine, init_db
 from api.store import explanations  # noqa: F401 (registers the table on the metadata)
 
@@ -57,8 +57,7 @@ def threads_per_worker(workers: int) -> int:
     Each worker otherwise starts as many torch threads as there are cores: with two workers
     on two cores, four threads contend and a credit-risk bundle ran 4x slower.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // workers)
+    return max(1, usable_cores() // workers)
 
 
 def bind_address(host: str, port: int) -> str:

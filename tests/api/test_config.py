@@ -122,11 +122,20 @@ def test_torch_threads_default_to_a_share_of_the_cores_per_worker() -> None:
     assert worker_config(ApiConfig.from_env(environ={}), 1).torch_threads == cores
     assert worker_config(ApiConfig.from_env(environ={}), 2).torch_threads == max(1, cores // 2)
     assert worker_config(ApiConfig.from_env(environ={}), 4 * cores).torch_threads == 1
-    chosen = ApiConfig.from_env(environ={"EXPLAINER_TORCH_THREADS": "3"})
-    assert worker_config(chosen, 2).torch_threads == 3
+    chosen = ApiConfig.from_env(environ={"EXPLAINER_TORCH_THREADS": str(cores)})
+    assert worker_config(chosen, 2).torch_threads == cores
     assert ApiConfig.from_env(environ={"EXPLAINER_TORCH_THREADS": "auto"}).torch_threads is None
-    with pytest.raises(ConfigError, match="EXPLAINER_TORCH_THREADS"):
-        ApiConfig.from_env(environ={"EXPLAINER_TORCH_THREADS": "0"})
+    for refused in ("0", str(cores + 1)):
+        with pytest.raises(ConfigError, match="EXPLAINER_TORCH_THREADS"):
+            ApiConfig.from_env(environ={"EXPLAINER_TORCH_THREADS": refused})
+
+
+def test_a_chunk_size_is_bounded() -> None:
+    """2**20 rows per call at most: a larger one would ask for gigabytes in one call."""
+    assert ApiConfig.from_env(environ={"EXPLAINER_CHUNK_SIZE": str(2**20)}).chunk_size == 2**20
+    for refused in ("0", str(2**20 + 1)):
+        with pytest.raises(ConfigError, match="EXPLAINER_CHUNK_SIZE"):
+            ApiConfig.from_env(environ={"EXPLAINER_CHUNK_SIZE": refused})
 
 
 def test_a_worker_applies_its_torch_threads(tmp_path: Path) -> None:
