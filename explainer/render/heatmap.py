@@ -3,7 +3,8 @@
 Layout: the `(H, W)` map is upscaled by the smallest integer factor that makes its longer
 side at least `MIN_MAP_SIDE` pixels (nearest neighbour, so every model pixel stays a crisp
 block; a 64 x 64 map becomes 256 x 256), above a `COLOUR_BAR_HEIGHT` pixel colour bar
-labelled with the scale's minimum and maximum. The PNG is RGB.
+labelled with the scale's minimum and maximum. A map narrower than `MIN_PNG_WIDTH` is
+centred on a white band that wide, so that the bar's labels fit. The PNG is RGB.
 
 Signed maps use a diverging colour map, maps with no negative value a sequential one. The
 scale always starts from zero: symmetric, [-max|v|, max|v|] with white at zero, for signed
@@ -33,6 +34,7 @@ from explainer.render.colours import (
 from explainer.render.png import encode_png
 
 MIN_MAP_SIDE = 256
+MIN_PNG_WIDTH = 192  # room for three colour-bar labels such as "-1.23e-05"
 COLOUR_BAR_HEIGHT = 40
 _BAR_MARGIN = 8
 _BAR_THICKNESS = 12
@@ -41,8 +43,14 @@ _FONT_SIZE = 12
 
 def heatmap_size(height: int, width: int) -> tuple[int, int]:
     """`(width, height)` of the PNG drawn for an `(height, width)` map."""
+    map_width, map_height = _map_size(height, width)
+    return max(map_width, MIN_PNG_WIDTH), map_height + COLOUR_BAR_HEIGHT
+
+
+def _map_size(height: int, width: int) -> tuple[int, int]:
+    """`(width, height)` of the upscaled map."""
     factor = max(1, math.ceil(MIN_MAP_SIDE / max(height, width)))
-    return width * factor, height * factor + COLOUR_BAR_HEIGHT
+    return width * factor, height * factor
 
 
 def _image_rgb(image: np.ndarray) -> np.ndarray:
@@ -102,11 +110,12 @@ def heatmap_png(
     pixels = np.asarray(np.round(colours * 255), dtype=np.uint8)
     height, width = values.shape
     out_width, out_height = heatmap_size(height, width)
+    map_width, map_height = _map_size(height, width)
     picture = Image.fromarray(pixels, "RGB").resize(
-        (out_width, out_height - COLOUR_BAR_HEIGHT), Image.Resampling.NEAREST
+        (map_width, map_height), Image.Resampling.NEAREST
     )
     canvas = Image.new("RGB", (out_width, out_height), "white")
-    canvas.paste(picture, (0, 0))
+    canvas.paste(picture, ((out_width - map_width) // 2, 0))
     canvas.paste(_colour_bar(out_width, scale, name), (0, out_height - COLOUR_BAR_HEIGHT))
     chunks = {"style": style, "colormap": name, **(text or {})}
     return encode_png(canvas, chunks)

@@ -18,6 +18,7 @@ from explainer.render import (
 )
 from explainer.render.bars import NEUTRAL_BAR
 from explainer.render.colours import Scale, to_rgb
+from explainer.render.heatmap import MIN_PNG_WIDTH
 
 
 def open_png(data: bytes) -> Image.Image:
@@ -28,7 +29,12 @@ def open_png(data: bytes) -> Image.Image:
 
 @pytest.mark.parametrize(
     ("shape", "size"),
-    [((64, 64), (256, 256 + COLOUR_BAR_HEIGHT)), ((16, 16), (256, 296)), ((200, 300), (300, 240))],
+    [
+        ((64, 64), (256, 256 + COLOUR_BAR_HEIGHT)),
+        ((16, 16), (256, 296)),
+        ((200, 300), (300, 240)),
+        ((512, 16), (MIN_PNG_WIDTH, 512 + COLOUR_BAR_HEIGHT)),  # widened for the bar's labels
+    ],
 )
 def test_heatmap_size(shape: tuple[int, int], size: tuple[int, int]) -> None:
     assert heatmap_size(*shape) == size
@@ -153,3 +159,24 @@ def test_bar_chart_draws_texts_literally(name: str) -> None:
         np.array([1.0, -0.5]), [name, "y"], title=f"{name}: toward $", xlabel=f"({name})"
     )
     assert open_png(png).width == 640
+
+
+def test_a_narrow_map_is_centred_on_a_band_wide_enough_for_its_labels() -> None:
+    """A 512 x 16 map is drawn 16 pixels wide in the middle of a white band: the colour bar
+    below it keeps its labels."""
+    values = np.linspace(-1.0, 1.0, 512 * 16).reshape(512, 16)
+    image = open_png(heatmap_png(values, style="map")).convert("RGB")
+    assert image.size == (MIN_PNG_WIDTH, 512 + COLOUR_BAR_HEIGHT)
+    left = (MIN_PNG_WIDTH - 16) // 2
+    row = [image.getpixel((x, 0)) for x in range(MIN_PNG_WIDTH)]
+    assert set(row[:left] + row[left + 16 :]) == {(255, 255, 255)}
+    assert (255, 255, 255) not in row[left : left + 16]  # the map's first row: dark blue
+    bar = image.crop((0, 512, MIN_PNG_WIDTH, 512 + COLOUR_BAR_HEIGHT))
+    labels = bar.crop((0, 20, MIN_PNG_WIDTH, COLOUR_BAR_HEIGHT))
+    dark = [
+        x
+        for x in range(MIN_PNG_WIDTH)
+        for y in range(labels.height)
+        if sum(labels.getpixel((x, y))) < 200
+    ]
+    assert min(dark) < 30 and max(dark) > MIN_PNG_WIDTH - 30  # "-1" at the left, "1" at the right
