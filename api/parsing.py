@@ -1,23 +1,28 @@
 """Strict request bodies: JSON without NaN or Infinity, or multipart with image files.
 
 `StrictJSONProvider` and `StrictRequest` make every JSON body parse strictly (400 when
-malformed, 422 for NaN, Infinity or a number that overflows); `read_body` validates a
-JSON or multipart body against a pydantic schema (unknown fields rejected), and
-`multipart_request` reads the JSON object of a multipart body's `request` part.
+malformed, 422 for NaN, Infinity, a number that overflows or nesting too deep to parse) and
+hold a chunked body to the body limit (413); `read_body` validates a JSON or multipart body
+against a pydantic schema in strict mode (unknown fields and values of the wrong JSON type
+rejected), and `multipart_request` reads the JSON object of a multipart body's `request`
+part.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar, cast
 
 from flask import Request, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
 from api.errors import MalformedRequest, UnsupportedMediaType, invalid_input
-from models.errors import ErrorItem, InvalidInput, PayloadTooLarge
+from models.errors import ErrorItem, InvalidInput, LimitExceeded, PayloadTooLarge
 
 JSON_MIME = "application/json"
 MULTIPART_MIME = "multipart/form-data"
@@ -33,6 +38,10 @@ class NonFiniteNumber(ValueError):
     """NaN, Infinity, or a number too large for a float."""
 
 
+class NestedTooDeeply(ValueError):
+    """Arrays and objects nested past the parser's recursion limit."""
+
+
 def _reject_constant(name: str) -> NoReturn:
     raise NonFiniteNumber(name)
 
@@ -44,16 +53,34 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (4300): out of range
+        raise NonFiniteNumber("overflow") from None
+
+
 def strict_loads(text: str | bytes) -> Any:
-    """`json.loads` that refuses NaN, Infinity and overflowing numbers."""
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    """`json.loads` that refuses NaN, Infinity, overflowing numbers and deep nesting."""
+    try:
+        return json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_integer
+        )
+    except RecursionError:
+        raise NestedTooDeeply("nested too deeply") from None
 
 
-def _json_failure(error: ValueError, loc: tuple[str | int, ...]) -> InvalidInput | MalformedRequest:
+def _json_failure(
+    error: ValueError, loc: tuple[str | int, ...]
+) -> InvalidInput | LimitExceeded | MalformedRequest:
     if isinstance(error, NonFiniteNumber):
         return InvalidInput(
             "NaN, Infinity and out-of-range numbers are not allowed",
             [ErrorItem(loc, "numbers must be finite")],
+        )
+    if isinstance(error, NestedTooDeeply):
+        return LimitExceeded(
+            "arrays and objects nested too deeply", [ErrorItem(loc, "nested too deeply")]
         )
     return MalformedRequest("the body is not valid JSON", [ErrorItem(loc, "invalid JSON")])
 
@@ -65,8 +92,33 @@ class StrictJSONProvider(DefaultJSONProvider):
         return strict_loads(s)
 
 
+class _CappedBody(LimitedStream):
+    """A body without Content-Length (chunked), read whole: past `limit` a 413. Werkzeug's
+    own `readall` stops at the limit, which cut an oversized JSON body short silently."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__(stream, limit, is_max=True)
+        self._source = stream
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        if self.is_exhausted and self._source.read(1):
+            raise RequestEntityTooLarge()
+        return data
+
+
 class StrictRequest(Request):
-    """A request whose JSON errors become problem responses (400 or 422)."""
+    """A request whose JSON errors become problem responses (400 or 422), and whose chunked
+    body is held to the body limit (413) as one with Content-Length is."""
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length
+        # Without "wsgi.input_terminated" werkzeug reads nothing of such a body.
+        chunked = self.content_length is None and "wsgi.input_terminated" in self.environ
+        if chunked and limit is not None and not self.shallow:
+            return cast(IO[bytes], _CappedBody(self.input_stream, limit))  # as werkzeug does
+        return super().stream
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         if e is None:
@@ -147,6 +199,6 @@ def read_body(schema: type[Schema], *, multipart: bool = True) -> Schema:
         accepted = f"{JSON_MIME} or {MULTIPART_MIME}" if multipart else JSON_MIME
         raise UnsupportedMediaType(f"send {accepted}")
     try:
-        return schema.model_validate(data)
+        return schema.model_validate(data, strict=True)  # "64" is not an integer, nor true
     except ValidationError as error:
         raise invalid_input(error) from None

@@ -203,22 +203,25 @@ def _read_request(state: Runtime) -> tuple[AuditSpec, list[Any]]:
     if request.mimetype == JSON_MIME:
         data = request.get_json()
         try:
-            body = AuditRequest.model_validate(data)
+            body = AuditRequest.model_validate(data, strict=True)
         except ValidationError as error:
             raise invalid_input(error) from None
         return AuditSpec.model_validate(body.model_dump(exclude={"instances"})), body.instances
     if request.mimetype != MULTIPART_MIME:
         raise UnsupportedMediaType(f"send {JSON_MIME} or {MULTIPART_MIME}")
     data = multipart_request({DATA_FIELD})
-    upload = request.files.get(DATA_FIELD)
-    if upload is None:
+    uploads = request.files.getlist(DATA_FIELD)
+    if not uploads:
         raise InvalidInput("no data file", [ErrorItem((DATA_FIELD,), "field required")])
+    if len(uploads) > 1:  # the rows of the others would go unexplained
+        raise InvalidInput("more than one data file", [ErrorItem((DATA_FIELD,), "send one file")])
+    upload = uploads[0]
     content = upload.read(MAX_FILE_BYTES + 1)
     if len(content) > MAX_FILE_BYTES:
         raise PayloadTooLarge(f"the data file is larger than {MAX_FILE_BYTES} bytes")
     fmt = format_of(upload.filename or "")
     try:
-        spec = AuditSpec.model_validate(data)
+        spec = AuditSpec.model_validate(data, strict=True)
     except ValidationError as error:
         raise invalid_input(error, (REQUEST_FIELD,)) from None
     handle, _ = state.model(spec.model)  # its numeric features: how to read a CSV file

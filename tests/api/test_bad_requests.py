@@ -49,6 +49,11 @@ def image_file() -> tuple[io.BytesIO, str]:
     return io.BytesIO(png_bytes()), "image.png"
 
 
+def csv_file(name: str) -> tuple[io.BytesIO, str]:
+    """An audit data file of one valid row."""
+    return io.BytesIO(f"{','.join(FEATURES)}\n0.1,0.2,0.3,0.4\n".encode()), name
+
+
 @dataclass
 class Case:
     status: int
@@ -78,6 +83,25 @@ CASES = {
     "float-overflow": Case(
         422, data='{"instances": [[1e999, 1, 2, 3]]}', content_type="application/json"
     ),
+    # an integer literal of more digits than Python converts (4300) is out of range too
+    "integer-literal-too-long": Case(
+        422, data='{"instances": [[' + "9" * 5000 + ", 1, 2, 3]]}", content_type="application/json"
+    ),
+    # nested past the parser's recursion limit: a 422, not a RecursionError's 500
+    "nested-too-deeply": Case(
+        422,
+        data='{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        content_type="application/json",
+    ),
+    "multipart-request-nested-too-deeply": Case(
+        422,
+        url=IMAGE_EXPLAIN,
+        content_type="multipart/form-data",
+        data={"request": "[" * 50_000 + "]" * 50_000},
+    ),
+    "audit-nested-too-deeply": Case(
+        422, url="/v1/audits", data="[" * 100_000 + "]" * 100_000, content_type="application/json"
+    ),
     # schema
     "body-not-object": Case(422, json=[1, 2]),
     "missing-instances": Case(422, json={}),
@@ -89,6 +113,24 @@ CASES = {
     "heatmaps-not-bool": Case(422, json=explain(heatmaps="yes")),
     "seed-negative": Case(422, json=explain(seed=-1)),
     "seed-float": Case(422, json=explain(seed=1.5)),
+    # option values of the wrong JSON type are refused, not coerced ("64" -> 64, true -> 1)
+    "option-int-as-string": Case(
+        422, json=explain(options={"integrated_gradients": {"n_steps": "64"}})
+    ),
+    "option-int-as-float": Case(422, json=explain(options={"lime": {"num_samples": 500.0}})),
+    "option-int-as-boolean": Case(422, json=explain(options={"tree": {"max_depth": True}})),
+    "option-bool-as-string": Case(422, json=explain(options={"saliency": {"abs": "no"}})),
+    "option-bool-as-int": Case(422, json=explain(options={"saliency": {"abs": 0}})),
+    "option-float-as-string": Case(422, json=explain(options={"smoothgrad": {"stdev": "0.2"}})),
+    "audit-option-int-as-string": Case(
+        422,
+        url="/v1/audits",
+        json={
+            "model": TABULAR,
+            "instances": [ROW],
+            "options": {"integrated_gradients": {"n_steps": "64"}},
+        },
+    ),
     # methods
     "unknown-method": Case(422, json=explain(methods=["magic"])),
     "image-only-method": Case(422, json=explain(methods=["gradcam"])),
@@ -199,6 +241,25 @@ CASES = {
         content_type="multipart/form-data",
         data={**request_file(b'{"colour": "red"}'), "instances": image_file()},
     ),
+    "audit-multipart-option-int-as-string": Case(
+        422,
+        url="/v1/audits",
+        content_type="multipart/form-data",
+        data={
+            "data": csv_file("a.csv"),
+            "request": json.dumps({"model": TABULAR, "options": {"tree": {"max_depth": "3"}}}),
+        },
+    ),
+    # a second data file would be dropped unexplained
+    "audit-two-data-files": Case(
+        422,
+        url="/v1/audits",
+        content_type="multipart/form-data",
+        data={
+            "data": [csv_file("a.csv"), csv_file("b.csv")],
+            "request": json.dumps({"model": TABULAR}),
+        },
+    ),
     "multipart-request-twice": Case(
         422,
         url=IMAGE_EXPLAIN,
@@ -294,3 +355,23 @@ def test_limit_errors_say_which_limit(client: FlaskClient) -> None:
 def test_method_not_allowed_lists_allowed_methods(client: FlaskClient) -> None:
     response = client.get(EXPLAIN)
     assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(("padding", "status"), [(1, 413), (0, 200)], ids=["over", "at-limit"])
+def test_a_chunked_body_is_held_to_the_body_limit(
+    client: FlaskClient, padding: int, status: int
+) -> None:
+    """Without Content-Length (chunked), werkzeug read a JSON body only up to the limit and
+    stopped there: a body over it was cut short (a 400), or answered for the part that fit."""
+    url = f"/v1/models/{TABULAR}/predict"
+    body = json.dumps({"instances": [ROW]}).encode()
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    body += b" " * (limit - len(body) + padding)
+    response = client.post(
+        url,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets it
+    )
+    assert response.status_code == status, response.get_data(as_text=True)
