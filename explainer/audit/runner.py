@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 import traceback
@@ -36,6 +37,7 @@ from models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # a Parquet int64 column's range
 IndexedRow = tuple[int, Any]  # (row index in the data set, the row as submitted)
 Progress = Callable[[int, int], None]  # (rows done, total)
 
@@ -111,15 +113,35 @@ def validate(handle: ModelHandle, spec: AuditSpec, rows: Sequence[Any]) -> None:
             raise InvalidInput(exc.detail, items) from None
     column = spec.segment_by
     if column is not None and column not in handle.feature_names:
-        missing = next(
-            (i for i, row in enumerate(rows) if not isinstance(row, dict) or column not in row),
-            None,
-        )
-        if missing is not None:
+        _check_segment_column(column, rows)
+
+
+def _check_segment_column(column: str, rows: Sequence[Any]) -> None:
+    """A 422 at the first row without the (non-feature) segment column, or whose value the
+    results cannot hold as one CSV or Parquet cell: only null, text, booleans, finite
+    numbers and 64-bit integers are."""
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict) or column not in row:
             raise InvalidInput(
                 "the segment column is missing",
-                [ErrorItem(("data", missing, column), "segment_by column not in this row")],
+                [ErrorItem(("data", index, column), "segment_by column not in this row")],
             )
+        problem = _segment_value_problem(row[column])
+        if problem is not None:
+            raise InvalidInput(
+                "a segment value cannot be used",
+                [ErrorItem(("data", index, column), problem)],
+            )
+
+
+def _segment_value_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, str | bool):
+        return None
+    if isinstance(value, int):
+        return None if INT64_MIN <= value <= INT64_MAX else "integer out of the 64-bit range"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers must be finite"
+    return "must be a string, a number, a boolean or null"
 
 
 def rehearse(handle: ModelHandle, engine: Engine, spec: AuditSpec, row: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,56 @@ def test_parquet_and_jsonl_are_not_converted() -> None:
         {"n": "1.5"},
         {"n": "x"},
     ]
+
+
+# ---- segment values the results could not hold ----
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([1, 2], "must be a string, a number, a boolean or null"),
+        ({"a": [1]}, "must be a string, a number, a boolean or null"),
+        (10**30, "integer out of the 64-bit range"),
+        (-(2**64), "integer out of the 64-bit range"),
+    ],
+    ids=["list", "object", "huge-int", "huge-negative-int"],
+)
+def test_a_segment_value_the_results_cannot_hold_is_refused(
+    client: FlaskClient, value: Any, message: str
+) -> None:
+    """Such values were accepted, and every CSV or Parquet download of the results was a 500."""
+    rows = [{**row, "region": "north"} for row in credit_rows(3)]
+    rows[2]["region"] = value
+    body = {"model": MODEL, "methods": ["saliency"], "instances": rows, "segment_by": "region"}
+    response = client.post("/v1/audits", json=body)
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"] == [{"loc": ["data", 2, "region"], "msg": message}]
+    content = "\n".join(json.dumps(row) for row in rows).encode()  # the same rows as JSONL
+    response = upload(client, content, "rows.jsonl", segment_by="region")
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"][0]["loc"] == ["data", 2, "region"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_mixed_segment_values_download_as_csv_and_parquet(client: FlaskClient, fmt: str) -> None:
+    """Null, text, booleans, 64-bit integers and floats in one segment column."""
+    values = [None, "north", True, 2**63 - 1, -(2**63), 2.5]
+    rows = [{**row, "region": value} for row, value in zip(credit_rows(6), values, strict=True)]
+    body = {"model": MODEL, "methods": ["saliency"], "instances": rows, "segment_by": "region"}
+    response = client.post("/v1/audits", json=body)
+    assert response.status_code == 202, response.get_json()
+    location = response.headers["Location"]
+    deadline = time.monotonic() + 60
+    while client.get(location).get_json()["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, "the audit did not finish"
+        time.sleep(0.2)
+    assert client.get(location).get_json()["status"] == "completed"
+    download = client.get(f"{location}/results?format={fmt}")
+    assert download.status_code == 200, download.get_data(as_text=True)[:500]
+    frame = (
+        pd.read_csv(io.BytesIO(download.get_data()))
+        if fmt == "csv"
+        else pd.read_parquet(io.BytesIO(download.get_data()))
+    )
+    assert len(frame) == 6
