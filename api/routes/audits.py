@@ -66,6 +66,8 @@ class AuditPath(BaseModel):
 
 
 class ResultsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is a 422, not ignored
+
     format: Literal["jsonl", "csv", "parquet"] = "jsonl"
     row: Annotated[int, Field(ge=0, lt=MAX_ROWS)] | None = Field(
         default=None, description="only this row"

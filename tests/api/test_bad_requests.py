@@ -285,6 +285,10 @@ CASES = {
     "heatmap-alpha-too-big": Case(422, url=HEATMAP + "?alpha=2", method="GET"),
     "heatmap-alpha-not-number": Case(422, url=HEATMAP + "?alpha=lots", method="GET"),
     "heatmap-unknown-query": Case(422, url=HEATMAP + "?size=9000", method="GET"),
+    # a misspelt parameter of an audit's results is refused, not ignored
+    "audit-results-unknown-query": Case(
+        422, url="/v1/audits/" + "0" * 32 + "/results?fromat=csv", method="GET"
+    ),
 }
 
 
