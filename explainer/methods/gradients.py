@@ -140,8 +140,10 @@ def _noise_scale(ctx: MethodContext) -> torch.Tensor:
     feature's standard deviation in the background, or without a background a quarter of
     its range declared in `model.toml` (`[tabular].ranges`; categorical features: of their
     codes, 0..n-1), the standard deviation of a normal distribution that spans the range
-    as +-2 sigma. A feature of no spread takes the mean of all features' scales. A tabular model
-    with neither is refused (`smoothgrad_available`), never noised on a raw scale of 1."""
+    as +-2 sigma. A feature of no spread in the background (constant, or a one-row
+    background) takes a quarter of its declared range where it has one, else the mean of
+    the other features' scales. A tabular model with neither background nor ranges is
+    refused (`smoothgrad_available`), never noised on a raw scale of 1."""
     if ctx.is_image:
         return torch.ones((), device=ctx.inputs.device)
     scale = ctx.engine.memo(ctx.handle, ("smoothgrad", "scale"), lambda: _feature_scale(ctx.handle))
@@ -150,13 +152,16 @@ def _noise_scale(ctx: MethodContext) -> torch.Tensor:
 
 def _feature_scale(handle: ModelHandle) -> torch.Tensor:
     """A tabular model's noise scale per feature, on the CPU (see `_noise_scale`)."""
+    low, high, missing = declared_ranges(handle)
+    declared = (high - low) / RANGE_TO_STD  # 0 where a numeric feature declares no range
     if handle.background is not None:
-        spread = handle.background.std(dim=0).cpu()
+        background = handle.background.cpu()
+        spread = background.std(dim=0) if len(background) > 1 else torch.zeros_like(declared)
+        spread = torch.where(spread > 0, spread, declared)
     else:
-        low, high, missing = declared_ranges(handle)
         assert not missing, "smoothgrad_available() leaves such models without smoothgrad"
-        spread = (high - low) / RANGE_TO_STD
-    fallback = spread.mean() if bool((spread > 0).any()) else torch.ones(())
+        spread = declared
+    fallback = spread[spread > 0].mean() if bool((spread > 0).any()) else torch.ones(())
     return torch.where(spread > 0, spread, fallback)
 
 

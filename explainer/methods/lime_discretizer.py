@@ -10,6 +10,12 @@ pure function of the bins and of the random state when it is called.
 `RecallingQuartileDiscretizer` keeps its last few results keyed by both, and on a repeat
 returns the same values and leaves the random state exactly where the draw would have left
 it. The rows of a multi-row request, and repeated requests with the same seed, draw once.
+
+It also mends lime's draw from a bin that holds a single value (its lowest and highest
+values equal: a constant feature, a one-row background, or an integer feature whose
+minimum holds a quarter of the rows, such as a loan term of 36 months): lime returns that
+bin's z-score, 0, in place of its value, so the model was evaluated at 0 for those samples.
+Here they take the bin's value; the random state is consumed as lime consumes it.
 """
 
 from __future__ import annotations
@@ -51,6 +57,14 @@ class RecallingQuartileDiscretizer(QuartileDiscretizer):
         else:
             self.random_state.set_state(kept[1])
         return kept[0].copy()
+
+    def get_undiscretize_values(self, feature: int, values: np.ndarray) -> np.ndarray:
+        """lime's values for one feature's bins, with single-valued bins at their value."""
+        drawn = super().get_undiscretize_values(feature, values)
+        low = np.asarray(self.mins[feature])[values]
+        single = low == np.asarray(self.maxs[feature])[values]
+        drawn[single] = low[single]
+        return drawn
 
     def _key(self, data: np.ndarray) -> DrawKey:
         """The bins, and the random state about to draw from them."""

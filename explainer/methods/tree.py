@@ -23,6 +23,10 @@ from explainer.methods.neighbourhood import Neighbourhood, neighbourhoods, witho
 from explainer.result import Explanation, TreeSurrogate
 
 MIN_HELD_OUT = 2  # rows held out to measure fidelity
+# A split must lower the weighted squared error by this fraction of the scores' mean square:
+# below it, the "gain" is float rounding (a node of equal scores has an impurity of about
+# 1e-16 times their square), and the rule would name a feature the score does not depend on.
+MIN_RELATIVE_GAIN = 1e-12
 
 
 def tree(ctx: MethodContext) -> list[Explanation]:
@@ -48,11 +52,13 @@ def _explain(ctx: MethodContext, hood: Neighbourhood) -> Explanation:
     # scikit-learn trees split on float32 (it converts whatever it is given); converted here
     # once, its per-call input checks are skipped (the samples are finite by construction).
     samples = np.ascontiguousarray(hood.samples, dtype=np.float32)
+    scores, weights = hood.scores[train], hood.weights[train]
     model = DecisionTreeRegressor(
         max_depth=options.max_depth,
         min_samples_leaf=options.min_samples_leaf,
+        min_impurity_decrease=MIN_RELATIVE_GAIN * float(np.average(scores**2, weights=weights)),
         random_state=ctx.seed,
-    ).fit(samples[train], hood.scores[train], sample_weight=hood.weights[train], check_input=False)
+    ).fit(samples[train], scores, sample_weight=weights, check_input=False)
     fidelity = float(
         r2_score(
             hood.scores[held],

@@ -275,6 +275,27 @@ def test_smoothgrad_without_background_noises_on_a_quarter_of_the_declared_range
     )
 
 
+def test_smoothgrad_noises_a_constant_background_feature_on_its_declared_range(
+    tmp_path: Path,
+) -> None:
+    """f1 (0..10) is constant in the background: its noise is a quarter of its range, not the
+    mean of the other features' deviations (about 1, in their units); one background row
+    has no spread at all, and every feature takes its range."""
+    background = centred_background(200, 6)
+    background[:, 1] = 4.0
+    options = ExplainOptions(smoothgrad={"nt_samples": 256, "stdev": 0.2})
+    for name, rows in (("constant", background), ("one-row", background[:1])):
+        handle = _model(tmp_path, name, rows, ranges=RANGES)
+        recorder = _Recording()
+        handle.module = recorder
+        explain(handle, X, ["smoothgrad"], 1, options, 0, Engine("cpu"))
+        noise = (torch.cat([x for x in recorder.seen if len(x) > 1]) - X).std(dim=0).numpy()
+        assert noise[1] == pytest.approx(0.2 * 10.0 / 4, rel=0.15), name
+        if name == "one-row":
+            spread = np.array([r["max"] - r["min"] for r in RANGES.values()]) / 4
+            np.testing.assert_allclose(noise, 0.2 * spread, rtol=0.15)
+
+
 def test_smoothgrad_without_background_or_ranges_is_not_offered(tmp_path: Path) -> None:
     handle = _model(tmp_path, "bare")
     assert "smoothgrad" not in available_methods(handle)
