@@ -30,6 +30,7 @@ from lime.lime_tabular import LimeTabularExplainer
 from explainer.cache import array_digest
 from explainer.context import MethodContext, perturbing
 from explainer.methods.blend import shown_or_hidden
+from explainer.methods.fit_quality import lime_r2
 from explainer.methods.lime_discretizer import RecallingQuartileDiscretizer
 from explainer.segmentation import segment_image
 from models.errors import ErrorItem, InvalidInput
@@ -158,13 +159,15 @@ def _tabular_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neigh
     finally:
         del explainer.base.explain_instance_with_data  # back to the class's method
     intercept, local_exp, r2, _ = recorded["fit"]
+    scores = np.asarray(recorded["scores"], dtype=np.float64)
+    weights = np.asarray(explainer.base.kernel_fn(recorded["distances"]), dtype=np.float64)
     return Neighbourhood(
         samples=recorded["samples"],
-        scores=np.asarray(recorded["scores"], dtype=np.float64),
-        weights=np.asarray(explainer.base.kernel_fn(recorded["distances"]), dtype=np.float64),
+        scores=scores,
+        weights=weights,
         lime_weights=_dense_weights(local_exp, len(row)),
         lime_intercept=float(intercept),
-        lime_r2=float(r2),
+        lime_r2=lime_r2(r2, scores, weights),
         segments=None,
     )
 
@@ -234,12 +237,13 @@ def _image_neighbourhood(ctx: MethodContext, index: int, target: int) -> Neighbo
     intercept, local_exp, r2, _ = explainer.base.explain_instance_with_data(
         data, labels, distances, 0, count, feature_selection="none"
     )
+    weights = np.asarray(explainer.base.kernel_fn(distances), dtype=np.float64)
     return Neighbourhood(
         samples=data.astype(np.float64),
         scores=labels[:, 0],
-        weights=np.asarray(explainer.base.kernel_fn(distances), dtype=np.float64),
+        weights=weights,
         lime_weights=_dense_weights(local_exp, count),
         lime_intercept=float(intercept),
-        lime_r2=float(r2),
+        lime_r2=lime_r2(r2, labels[:, 0], weights),
         segments=segments,
     )

@@ -14,19 +14,15 @@ import itertools
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import r2_score
 from sklearn.tree import DecisionTreeRegressor
 
 from explainer.context import MethodContext
+from explainer.methods.fit_quality import ROUNDING_SPREAD, surrogate_r2
 from explainer.methods.lime_weights import spread_over_segments
 from explainer.methods.neighbourhood import Neighbourhood, neighbourhoods, without_sklearn_checks
 from explainer.result import Explanation, TreeSurrogate
 
 MIN_HELD_OUT = 2  # rows held out to measure fidelity
-# A split must lower the weighted squared error by this fraction of the scores' mean square:
-# below it, the "gain" is float rounding (a node of equal scores has an impurity of about
-# 1e-16 times their square), and the rule would name a feature the score does not depend on.
-MIN_RELATIVE_GAIN = 1e-12
 
 
 def tree(ctx: MethodContext) -> list[Explanation]:
@@ -56,16 +52,14 @@ def _explain(ctx: MethodContext, hood: Neighbourhood) -> Explanation:
     model = DecisionTreeRegressor(
         max_depth=options.max_depth,
         min_samples_leaf=options.min_samples_leaf,
-        min_impurity_decrease=MIN_RELATIVE_GAIN * float(np.average(scores**2, weights=weights)),
+        # A split must gain more than float rounding: a node of equal scores has an impurity
+        # of about 1e-16 times their square, and splitting it would name a feature the score
+        # does not depend on.
+        min_impurity_decrease=ROUNDING_SPREAD * float(np.average(scores**2, weights=weights)),
         random_state=ctx.seed,
     ).fit(samples[train], scores, sample_weight=weights, check_input=False)
-    fidelity = float(
-        r2_score(
-            hood.scores[held],
-            model.predict(samples[held], check_input=False),
-            sample_weight=hood.weights[held],
-        )
-    )
+    predicted = model.predict(samples[held], check_input=False)
+    fidelity = surrogate_r2(hood.scores[held], predicted, hood.weights[held])
     point = hood.samples[0]  # the instance in the surrogate's feature space
     path = model.decision_path(samples[:1], check_input=False).indices.tolist()
     names = _feature_names(ctx, len(point))
