@@ -369,3 +369,18 @@ def test_uniform_baseline_draws_whole_codes_of_a_categorical_feature(tmp_path: P
     bare = _model(tmp_path, "bare-categorical", ranges=RANGES, categorical={"f2": CATEGORIES})
     drawn = {float(make_baseline(bare, X, "uniform", seed, engine)[0, 2]) for seed in range(60)}
     assert drawn == {0.0, 1.0, 2.0, 3.0}
+
+
+# ---- LIME and the tree need two background rows ------------------------------------------
+
+
+def test_lime_and_tree_are_not_offered_over_a_one_row_background(tmp_path: Path) -> None:
+    """Over one row LIME weighed features the model ignores, with an R² of 0.94."""
+    background = centred_background(200, 6)
+    one = _model(tmp_path, "one-row", background[:1])
+    assert {"shap", "lime", "tree"} & set(available_methods(one)) == {"shap"}
+    with pytest.raises(InvalidInput) as refused:
+        explain(one, X, ["lime"], target=1, engine=Engine())
+    assert refused.value.errors[0].loc == ("methods", 0)
+    two = _model(tmp_path, "two-rows", background[:2])
+    assert {"shap", "lime", "tree"} <= set(available_methods(two))
