@@ -64,16 +64,16 @@ class ComputeGate:
         self._pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="compute")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        endpoint = self._endpoint(environ)
-        if endpoint not in LIMITED_ENDPOINTS:
+        route = self._limited_route(environ)
+        if route is None:
             return self.inner(environ, start_response)
         request_id = _request_id(environ)
         id_header = {REQUEST_ID_HEADER: request_id}
         if not self._permits.acquire(blocking=False):
             log.warning(
-                "request_id=%s endpoint=%s status=503 overloaded: %d in flight",
+                "request_id=%s method=POST route=%s status=503 overloaded: %d in flight",
                 request_id,
-                endpoint,
+                route,
                 self.capacity,
             )
             detail = (
@@ -89,9 +89,9 @@ class ComputeGate:
         except FutureTimeout:
             given_up.set()
             log.warning(
-                "request_id=%s endpoint=%s status=504 time limit %.1f s",
+                "request_id=%s method=POST route=%s status=504 time limit %.1f s",
                 request_id,
-                endpoint,
+                route,
                 self.timeout_s,
             )
             detail = f"the request took longer than the {self.timeout_s:g} s time limit"
@@ -101,14 +101,15 @@ class ComputeGate:
         start_response(status, headers)
         return [body]
 
-    def _endpoint(self, environ: WSGIEnvironment) -> str | None:
+    def _limited_route(self, environ: WSGIEnvironment) -> str | None:
+        """The route template of a POST to one of `LIMITED_ENDPOINTS`, else None."""
         if environ.get("REQUEST_METHOD") != "POST":
             return None
         try:
-            endpoint, _ = self.app.url_map.bind_to_environ(environ).match()
+            rule, _ = self.app.url_map.bind_to_environ(environ).match(return_rule=True)
         except HTTPException:
             return None
-        return str(endpoint)
+        return str(rule.rule) if rule.endpoint in LIMITED_ENDPOINTS else None
 
     def _run(self, environ: WSGIEnvironment, given_up: threading.Event) -> Finished:
         """Run the app to the end of its body (in a compute thread); free the permit after.

@@ -188,11 +188,28 @@ def test_viewer_is_registered_when_present(client: FlaskClient) -> None:
     assert client.get("/").status_code == 200
 
 
-def test_request_id_is_echoed(client: FlaskClient) -> None:
-    response = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
-    assert response.headers["X-Request-ID"] == "abc-123"
-    generated = client.get("/healthz", headers={"X-Request-ID": "<script>"})
-    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["X-Request-ID"])
+CLIENT_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+@pytest.mark.parametrize("given", [CLIENT_ID, CLIENT_ID.replace("-", "").upper()])
+def test_a_random_request_id_is_echoed(client: FlaskClient, given: str) -> None:
+    assert client.get("/healthz", headers={"X-Request-ID": given}).headers["X-Request-ID"] == given
+
+
+@pytest.mark.parametrize(
+    "given", ["<script>", "4111111111111111", "MRN-0012345", "jane.doe", "abc-123"]
+)
+def test_any_other_request_id_is_replaced_and_never_logged(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, given: str
+) -> None:
+    """Free text could carry a card number, a patient number or a name into the logs."""
+    with caplog.at_level(logging.INFO, logger="api.access"):
+        response = client.get("/healthz", headers={"X-Request-ID": given})
+    generated = response.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    lines = [record.getMessage() for record in caplog.records if record.name == "api.access"]
+    assert any(f"request_id={generated} " in line for line in lines)
+    assert not any(given in line for line in lines)
 
 
 def test_overload_answers_carry_the_request_id(
@@ -207,10 +224,10 @@ def test_overload_answers_carry_the_request_id(
     with caplog.at_level(logging.WARNING, logger="api.overload"):
         # A hung forward past the time limit (504) keeps the only slot: the next one is shed.
         late = client.post(
-            url, json={"instances": [[SLOW_VALUE, 0.0]]}, headers={"X-Request-ID": "late-1"}
+            url, json={"instances": [[SLOW_VALUE, 0.0]]}, headers={"X-Request-ID": CLIENT_ID}
         )
         shed = client.post(url, json={"instances": [[1.0, 0.0]]}, headers={"X-Request-ID": "<x>"})
-    assert late.status_code == 504 and late.headers["X-Request-ID"] == "late-1"
+    assert late.status_code == 504 and late.headers["X-Request-ID"] == CLIENT_ID
     assert shed.status_code == 503
     assert shed.get_json()["detail"] == (
         "this worker's limit of explain or predict requests in flight (1) is reached; retry"
@@ -219,6 +236,8 @@ def test_overload_answers_carry_the_request_id(
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     lines = [record.getMessage() for record in caplog.records if record.name == "api.overload"]
     assert len(lines) == 2
-    assert "request_id=late-1 " in lines[0] and "status=504" in lines[0]
+    assert f"request_id={CLIENT_ID} " in lines[0] and "status=504" in lines[0]
+    route = "method=POST route=/v1/models/<name>/predict "
+    assert route in lines[0] and route in lines[1]  # the template, as every log line has it
     assert f"request_id={generated} " in lines[1] and "status=503" in lines[1]
     assert not any(str(SLOW_VALUE) in line for line in lines)
