@@ -41,7 +41,7 @@ import torch
 from explainer import METHODS, Engine, explain
 from explainer.audit import AuditSpec, AuditStore, LocalExecutor, run_job, validate
 from explainer.audit.io import read_file
-from explainer.audit.runner import ChunkExecutor, original_values
+from explainer.audit.runner import ChunkExecutor, given_values
 from explainer.audit.worker import worker_id
 from explainer.cli import AUDIT_OWNER
 from models import ModelHandle, ModelRepository
@@ -69,7 +69,7 @@ def write_data(handle: ModelHandle, rows: int, path: Path) -> Path:
     """A CSV of `rows` rows: the model's background rows in turn, in original units."""
     background = handle.background
     assert background is not None, f"{handle.name} has no background rows"
-    records = [original_values(handle, background[i % len(background)]) for i in range(rows)]
+    records = [given_values(handle, background[i % len(background)].tolist()) for i in range(rows)]
     pd.DataFrame(records).to_csv(path, index=False)
     return path
 

@@ -1,10 +1,10 @@
 """Audit summaries from the per-row documents: importance, segments, agreement, flags.
 
 Attributions are read toward the model's adverse class (the last class when it declares
-none), as for reason codes: a two-class probability model's other target is sign-flipped;
-rows whose target's attributions cannot be read so, logits or more classes, are left out of
-the attribution views. Global
-importance is the mean |attribution| per feature. Method agreement is the Spearman rank
+none), as for reason codes: a two-class probability model's other target is sign-flipped
+(but for magnitudes, which have no sign); rows whose target's attributions cannot be read
+so, logits or more classes, are left out of the attribution views. Global importance is
+the mean |attribution| per feature. Method agreement is the Spearman rank
 correlation of two methods' |attributions| within a row. A segment column (a feature or an
 extra column) splits the rows into groups whose mean predicted adverse probability,
 predicted adverse rate and mean attribution are compared: the bias audit.
@@ -147,8 +147,16 @@ def scored_class(classes: Sequence[str], adverse: int | None) -> int:
     return adverse if adverse is not None else len(classes) - 1
 
 
-def _toward(values: np.ndarray, target: int, scored: int, complementary: bool) -> np.ndarray:
-    """A row's attributions toward the scored class; NaN where they cannot be read so."""
+def _toward(
+    values: np.ndarray, target: int, scored: int, complementary: bool, magnitude: bool
+) -> np.ndarray:
+    """A row's attributions toward the scored class; NaN where they cannot be read so.
+
+    `magnitude`: the values have no sign (saliency's |gradient|, SmoothGrad), and those of
+    complementary scores are equal (|d p0| = |d p1|): they are read as they are.
+    """
+    if magnitude and complementary:
+        return values
     toward = toward_class(values, target, scored, complementary)
     return np.full_like(values, np.nan) if toward is None else toward
 
@@ -215,7 +223,10 @@ def _segment_codes(
         known = [c for c in categories or () if c in texts]
         order = known + sorted(texts.difference(known))
     if None in labels:
-        order = [*order, MISSING_SEGMENT if MISSING_SEGMENT not in order else "(missing)"]
+        missing = MISSING_SEGMENT
+        while missing in order:  # a value spelt "missing" (or "(missing)"...) keeps its own
+            missing = f"({missing})"
+        order = [*order, missing]
     index = {label: i for i, label in enumerate(order)}
     codes = np.asarray([len(order) - 1 if label is None else index[label] for label in labels])
     return codes, order
@@ -332,6 +343,7 @@ class _RowNumbers:
                             t,
                             scored,
                             complementary,
+                            bool(d["methods"][m].get("magnitude")),
                         )
                         for d, t in zip(documents, targets, strict=True)
                     ]

@@ -158,14 +158,19 @@ def rehearse(handle: ModelHandle, engine: Engine, spec: AuditSpec, row: Any) -> 
         explain(handle, instance, methods, target, spec.options, seed, engine, use_cache=False)
 
 
-def original_values(handle: ModelHandle, values: torch.Tensor) -> dict[str, float | str]:
-    """A decoded row in original units, categories by name."""
+def given_values(handle: ModelHandle, row: Any) -> dict[str, float | str]:
+    """A decoded row's features as given, categories by name: the numbers exactly as in the
+    data (the model receives them rounded to float32; 0.271 would read 0.2709999978542328)."""
     tabular = handle.spec.tabular
     assert tabular is not None
+    given = row if isinstance(row, dict) else dict(zip(tabular.features, row, strict=True))
     out: dict[str, float | str] = {}
-    for name, value in zip(tabular.features, values.tolist(), strict=True):
-        categories = tabular.categorical.get(name)
-        out[name] = categories[int(value)] if categories else float(value)
+    for name in tabular.features:
+        value, categories = given[name], tabular.categorical.get(name)
+        if categories is None:
+            out[name] = float(value)
+        else:
+            out[name] = value if isinstance(value, str) else categories[int(value)]
     return out
 
 
@@ -187,7 +192,7 @@ def explain_chunk(
         seed = row_seed(spec.seed, index)
         instance = inputs[k : k + 1]
         try:  # the job's reason must say which row to look at
-            values = original_values(handle, inputs[k])
+            values = given_values(handle, _model_row(handle, row))
             document: dict[str, Any] = {"row": index, "seed": seed, "input": values}
             try:
                 result = explain(

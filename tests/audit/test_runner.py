@@ -113,3 +113,16 @@ def test_an_error_that_is_not_the_rows_own_fails_the_job_naming_the_row(
     failed = run_job(store, store.claim_next("w"), "w", LocalExecutor(credit, engine))
     assert failed.status == "failed" and failed.done == 0
     assert failed.error == "InvalidInput: row 0: baseline 'blur' is for image models"
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_inputs_are_kept_as_given(credit: ModelHandle, engine: Engine, as_list: bool) -> None:
+    """The model receives float32, but a row's `input` and numeric segment hold the numbers
+    given (0.271, not 0.2709999978542328), categories by name even when given by index."""
+    row = {**credit_rows(1)[0], "debt_to_income": 0.271, "income": 28000.1, "age_band": 2}
+    spec = AuditSpec(model=MODEL, methods=["saliency"], segment_by="debt_to_income")
+    given = [row[name] for name in credit.feature_names] if as_list else row
+    [document] = explain_chunk(credit, engine, spec, [(0, given)])
+    assert document["input"] == {**row, "age_band": "36-50"}
+    assert list(document["input"]) == credit.feature_names
+    assert document["segment"] == 0.271

@@ -137,3 +137,33 @@ def test_a_report_with_no_readable_attributions_renders_and_says_why() -> None:
         warnings.simplefilter("error")
         html = render_report(summary, context)
     assert 'id="left-out"' in html and "6 of 6 rows were explained toward another class" in html
+
+
+def test_magnitudes_of_complementary_scores_are_read_as_they_are() -> None:
+    """Saliency's |gradient| has no sign, and |d p(approve)| = |d p(decline)|: a row explained
+    toward `approve` keeps its magnitudes (negated, they would read as pushing toward approve
+    in the distributions and the segment means)."""
+    documents = [
+        document(0, 0.9, target=1, segment="A", attributions=[0.4, 0.0, 0.2]),
+        document(1, 0.1, target=0, segment="B", attributions=[0.2, 0.1, 0.0]),
+    ]
+    for doc in documents:
+        doc["methods"] = {"saliency": {**doc["methods"]["shap"], "magnitude": True}}
+    summary = segmented(documents)
+    np.testing.assert_array_equal(summary.attributions["saliency"], [[0.4, 0, 0.2], [0.2, 0.1, 0]])
+    disparity = summary.disparity
+    assert disparity is not None
+    np.testing.assert_allclose(disparity.attribution_gaps, [0.2, 0.1, 0.2])
+
+
+def test_text_spelling_the_missing_labels_keeps_its_own_segments() -> None:
+    """Values "missing" and "(missing)" and a null: three segments of one row each (the
+    null's label was "(missing)", which merged it with that value's row)."""
+    values = ["missing", "(missing)", None]
+    documents = [document(i, 0.1 * (i + 1), segment=v) for i, v in enumerate(values)]
+    disparity = segmented(documents).disparity
+    assert disparity is not None
+    segments = {s.label: s for s in disparity.segments}
+    assert list(segments) == ["(missing)", "missing", "((missing))"]
+    assert [s.count for s in segments.values()] == [1, 1, 1]
+    assert segments["((missing))"].mean_adverse_probability == pytest.approx(0.3)
