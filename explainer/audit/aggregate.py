@@ -51,8 +51,9 @@ class Disparity:
     lowest: str
     probability_gap: float  # highest - lowest mean adverse probability
     # lowest / highest rate of the favourable outcome (not predicted adverse): the disparate
-    # impact ratio; without an adverse class, of the rate predicted as the scored class
-    rate_ratio: float
+    # impact ratio; without an adverse class, of the rate predicted as the scored class.
+    # None when no segment has that outcome at all (0 / 0).
+    rate_ratio: float | None
     method: str  # whose attributions the gaps compare
     attribution_gaps: np.ndarray  # (F,) max - min over segments of the mean attribution
 
@@ -266,7 +267,7 @@ def _disparity(
         lowest=by_probability[0].label,
         probability_gap=by_probability[-1].mean_adverse_probability
         - by_probability[0].mean_adverse_probability,
-        rate_ratio=min(rates) / max(rates) if max(rates) > 0 else 1.0,
+        rate_ratio=min(rates) / max(rates) if max(rates) > 0 else None,
         method=method,
         attribution_gaps=_spread(means),
     )

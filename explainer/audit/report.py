@@ -169,12 +169,19 @@ def _rate_ratio(summary: AuditSummary, disparity: Disparity) -> str:
     """The disparate impact sentence: on favourable outcomes when the model names its adverse
     class (the four-fifths rule compares selection rates), else on the tracked class."""
     label = _e(summary.classes[summary.scored_class])
+    outcome = (
+        f"predicted {label}"
+        if summary.adverse is None
+        else f"favourable outcomes (predicted other than {label})"
+    )
+    if disparity.rate_ratio is None:
+        return f"No segment has any {outcome}: their ratio is undefined."
     ratio = f"<strong>{disparity.rate_ratio:.2f}</strong>"
     if summary.adverse is None:
         return f"Ratio of the lowest to the highest predicted {label} rate: {ratio}."
     return (
-        "Ratio of the lowest to the highest rate of favourable outcomes (predicted other than "
-        f"{label}): {ratio} (below 0.8 fails the four-fifths rule of thumb)."
+        f"Ratio of the lowest to the highest rate of {outcome}: {ratio} (below 0.8 fails the"
+        " four-fifths rule of thumb)."
     )
 
 

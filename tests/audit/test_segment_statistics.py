@@ -167,3 +167,13 @@ def test_text_spelling_the_missing_labels_keeps_its_own_segments() -> None:
     assert list(segments) == ["(missing)", "missing", "((missing))"]
     assert [s.count for s in segments.values()] == [1, 1, 1]
     assert segments["((missing))"].mean_adverse_probability == pytest.approx(0.3)
+
+
+def test_a_ratio_of_no_favourable_outcomes_is_undefined() -> None:
+    """Every row declined in both segments: 0 / 0 is no ratio (it was reported as 1.0, a
+    pass of the four-fifths rule), and the report says so."""
+    documents = [document(i, 0.9, segment="AB"[i % 2]) for i in range(6)]
+    summary = segmented(documents)
+    assert summary.disparity is not None and summary.disparity.rate_ratio is None
+    html = render_report(summary, ReportContext("t", "m", "completed", 6, None, []))
+    assert "No segment has any favourable outcomes (predicted other than decline)" in html
