@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from explainer.audit.runner import ChunkExecutor
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SEED_HELP = "seed of every random choice, 0 to 4294967295 (default: %(default)s)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -64,6 +66,8 @@ def _engine(device: str | None) -> Any:
 
 def _read_bytes(path: Path) -> bytes:
     """An input file's bytes; a UsageError naming it when it is missing or unreadable."""
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a file")
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
@@ -156,13 +160,30 @@ def _models_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _repository(path: Path | None, device: str = "cpu", only: str | None = None) -> Any:
-    """The model repository, loaded (just the model `only` when given)."""
+    """The model repository, loaded (just the model `only` when given). Its load errors are
+    printed by the commands, not logged a second time."""
     from models.repository import ModelRepository, default_repository_path
 
     root = path or default_repository_path()
     if not root.is_dir():
         raise UsageError(f"model repository {root} is not a directory")
+    logger = logging.getLogger("models.repository")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
     return ModelRepository(root).load(device, only=None if only is None else [only])
+
+
+def _model(path: Path | None, device: str, name: str) -> Any:
+    """The loaded model `name`; an unknown name lists the models that failed to load (their
+    model.toml may be the one meant)."""
+    from models.errors import ErrorItem, NotFound
+
+    repository = _repository(path, device, name)
+    try:
+        return repository.get(name)
+    except NotFound as exc:
+        failed = [ErrorItem((folder,), reason) for folder, reason in repository.errors.items()]
+        raise NotFound(exc.detail, failed) from None
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -179,7 +200,7 @@ def _models(args: argparse.Namespace) -> int:
         for row in rows:
             print(f"{row['name']}\t{row['version']}\t{row['modality']}\t{','.join(row['classes'])}")
     for directory, message in repository.errors.items():
-        print(f"error: {directory}: {message}", file=sys.stderr)
+        print(f"error: {directory}: {_one_line(message)}", file=sys.stderr)
     return EXIT_FAILURE if repository.errors else EXIT_OK
 
 
@@ -204,7 +225,7 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=Path("explanations"), help="folder (default: %(default)s)"
     )
     parser.add_argument("--target", default="predicted", help="'predicted', an index or a label")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
@@ -257,7 +278,7 @@ def _explain(args: argparse.Namespace) -> int:
     engine = _engine(args.device)
     instances = _read_instances(args.inputs)
     _output_folder(args.out)
-    handle = _repository(args.model_repo, str(engine.device), args.model).get(args.model)
+    handle = _model(args.model_repo, str(engine.device), args.model)
     supported = available_methods(handle)
     methods = check_methods(handle, args.methods or [m for m in METHODS if m in supported])
     target = _target(args.target)
@@ -331,13 +352,18 @@ def _audit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--segment-by", metavar="COLUMN", help="a feature or an extra column")
     parser.add_argument("--target", help="default: the model's adverse class, else 'predicted'")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help=SEED_HELP)
     parser.add_argument(
         "--options",
         default="{}",
         help='method options as JSON, e.g. \'{"lime": {"num_samples": 500}}\'',
     )
-    parser.add_argument("--chunk-size", type=int, default=64, help="rows per checkpoint")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=64,
+        help="rows per checkpoint, 1 to 1024 (default: %(default)s)",
+    )
     parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
@@ -441,7 +467,7 @@ def _audit(args: argparse.Namespace) -> int:
     engine = _engine(args.device)
     data = _read_bytes(args.data)
     _output_folder(args.out)
-    handle = _repository(args.model_repo, str(engine.device), args.model).get(args.model)
+    handle = _model(args.model_repo, str(engine.device), args.model)
     rows = _audit_rows(handle, data, args.data.name)
     store = AuditStore(f"sqlite:///{args.out / 'audit.db'}").create_tables()
     worker = worker_id()
@@ -553,9 +579,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"explainer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ServiceError as exc:
-        print(f"explainer: error: {exc.detail}", file=sys.stderr)
+        print(f"explainer: error: {_one_line(exc.detail)}", file=sys.stderr)
         for item in exc.errors:
-            print(f"  at {'.'.join(map(str, item.loc))}: {item.msg}", file=sys.stderr)
+            where = ".".join(map(str, item.loc))
+            print(f"  at {where}: {_one_line(item.msg)}", file=sys.stderr)
         return EXIT_USAGE if 400 <= exc.status < 500 else EXIT_FAILURE
     except AuditInterrupted:
         print("explainer: interrupted; resume with --resume", file=sys.stderr)
@@ -564,5 +591,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("explainer: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the last resort: one line, no traceback
-        print(f"explainer: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"explainer: failed: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _one_line(text: str) -> str:
+    """`text` with its line breaks and tabs (torch's multi-line errors) as single spaces."""
+    return " ".join(text.split())

@@ -88,7 +88,19 @@ def _resolve_factory(spec_path: Path, factory: str) -> Callable[[], torch.nn.Mod
 
 def _load_safetensors(path: Path, spec: ModelSpec, spec_path: Path) -> torch.nn.Module:
     assert spec.factory is not None  # enforced by ModelSpec
-    module = _resolve_factory(spec_path, spec.factory)()
+    factory = _resolve_factory(spec_path, spec.factory)
+    try:
+        module = factory()
+    except Exception as exc:  # the factory's own error
+        raise ModelConfigError(
+            spec_path, "factory", f"{spec.factory!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(module, torch.nn.Module):
+        raise ModelConfigError(
+            spec_path,
+            "factory",
+            f"{spec.factory!r} returned {type(module).__name__}, not a torch.nn.Module",
+        )
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own error type
@@ -106,8 +118,10 @@ def load_artifact(directory: Path, spec: ModelSpec) -> torch.nn.Module:
     """Load the artifact named by `spec` from `directory`, on the CPU, in eval mode."""
     spec_path = directory / "model.toml"
     path = directory / spec.artifact
-    if not path.is_file():
+    if not path.exists():
         raise ModelConfigError(spec_path, "artifact", f"file {spec.artifact!r} not found")
+    if not path.is_file():
+        raise ModelConfigError(spec_path, "artifact", f"{spec.artifact!r} is not a regular file")
     if spec.format == "torchscript":
         module = _load_torchscript(path)
     elif spec.format == "export":

@@ -18,7 +18,7 @@ import torch
 from models.artifacts import load_artifact, sha256_of
 from models.decoding import ImageLimits, decode_images, decode_tabular
 from models.errors import InvalidInput, ModelNotReady
-from models.spec import ModelConfigError, ModelSpec
+from models.spec import ModelConfigError, ModelSpec, TabularSpec
 
 BACKGROUND_FILE = "background.npz"
 
@@ -94,8 +94,10 @@ class ModelHandle:
 
     def _load_background(self) -> torch.Tensor | None:
         path = self.directory / BACKGROUND_FILE
-        if not path.is_file():
+        if not path.exists():
             return None
+        if not path.is_file():
+            raise ModelConfigError(path, "x", "is not a regular file")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 if "x" not in archive:
@@ -107,17 +109,22 @@ class ModelHandle:
             raise ModelConfigError(
                 path, "x", f"not a readable npz archive ({type(exc).__name__})"
             ) from None
-        if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
-            raise ModelConfigError(path, "x", f"must hold numbers, not {data.dtype}")
+        real = (np.integer, np.floating, np.bool_)
+        if not any(np.issubdtype(data.dtype, kind) for kind in real):
+            raise ModelConfigError(path, "x", f"must hold real numbers, not {data.dtype}")
         if self.spec.image is not None and data.dtype == np.uint8 and data.ndim == 4:
             # Pixels as stored by image tools: (B, H, W, C) uint8 -> (B, C, H, W) in [0, 1].
             data = data.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
         data = np.ascontiguousarray(data, dtype=np.float32)
         if data.ndim < 2 or tuple(data.shape[1:]) != self.input_shape:
             raise ModelConfigError(
-                path, "x", f"shape {data.shape} does not match instances of {self.input_shape}"
+                path,
+                "x",
+                f"shape {data.shape} is not (rows, {', '.join(map(str, self.input_shape))})",
             )
         _check_background_values(path, data, self.spec.image is not None)
+        if self.spec.tabular is not None:
+            _check_background_codes(path, data, self.spec.tabular)
         return torch.from_numpy(data).to(self.device)
 
     def decode(
@@ -199,3 +206,19 @@ def _check_background_values(path: Path, data: np.ndarray, image: bool) -> None:
             "image backgrounds are uint8 pixels (B, H, W, C) or floats in [0, 1]"
             " (B, C, H, W); these floats fall outside [0, 1]",
         )
+
+
+def _check_background_codes(path: Path, data: np.ndarray, spec: TabularSpec) -> None:
+    """A categorical feature's background values must be category indices (0 to n-1): SHAP,
+    LIME, the tree and the `mean` baseline take them as references, and a code that is no
+    category would be explained as one. Names the feature and the first bad row, no value."""
+    for name, categories in spec.categorical.items():
+        column = data[:, spec.features.index(name)]
+        valid = (column == np.round(column)) & (column >= 0) & (column < len(categories))
+        if not valid.all():
+            raise ModelConfigError(
+                path,
+                "x",
+                f"row {int(np.argmin(valid))} of categorical feature {name!r} is not a category"
+                f" index (0 to {len(categories) - 1})",
+            )

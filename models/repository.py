@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 MODEL_REPO_ENV = "EXPLAINER_MODEL_REPO"
+# Background rows run through the model at load, with one zero instance.
+CHECKED_BACKGROUND_ROWS = 7
 
 
 def default_repository_path() -> Path:
@@ -41,40 +43,84 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def _check_forward(handle: ModelHandle) -> ModelHandle:
-    """Run one spec-shaped dummy instance through the model; returns `handle`.
+    """Run a spec-shaped batch through the model; returns `handle`.
 
-    Raises ModelConfigError when the artifact does not take the input that `model.toml`
-    describes, does not give one output per class, or gives outputs that cannot be the
-    probabilities it declares, so the mismatch is found at load and never by a request.
+    The batch is one zero instance and the first background rows (two zero instances without
+    a background). Raises ModelConfigError when the artifact does not take the input that
+    `model.toml` describes, does not give one floating-point output per class for each
+    instance of a batch, gives NaN or infinite outputs for its own background, or gives
+    outputs that cannot be the probabilities it declares, so the mismatch is found at load and
+    never by a request.
     """
     spec_path = handle.directory / "model.toml"
     key = "image" if handle.is_image else "tabular.features"
-    dummy = torch.zeros((1, *handle.input_shape), device=handle.device)
+    batch = _check_batch(handle)
+    assert handle.module is not None  # loaded
     try:
         with torch.inference_mode():
-            outputs = handle.forward(dummy)
+            outputs = handle.module(handle.normalise(batch))
     except Exception as exc:  # the artifact's own error: a shape mismatch, a missing op...
         raise ModelConfigError(
             spec_path,
             key,
-            f"the artifact fails on an input of shape {tuple(dummy.shape)}: {failure_reason(exc)}",
+            f"the artifact fails on an input of shape {tuple(batch.shape)}: {failure_reason(exc)}",
         ) from None
-    expected = (1, len(handle.spec.classes))
+    if not isinstance(outputs, torch.Tensor) or not outputs.is_floating_point():
+        kind = outputs.dtype if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        raise ModelConfigError(
+            spec_path, "output", f"the artifact gives {kind}, not a floating-point tensor"
+        )
+    expected = (len(batch), len(handle.spec.classes))
     if tuple(outputs.shape) != expected:
         raise ModelConfigError(
             spec_path,
             "classes",
-            f"the artifact gives outputs of shape {tuple(outputs.shape)} for one instance, "
-            f"not {expected}",
+            f"the artifact gives outputs of shape {tuple(outputs.shape)} for {len(batch)}"
+            f" instances, not {expected}",
         )
-    if handle.spec.output == "probabilities" and not _are_probabilities(outputs[0]):
+    outputs = outputs.float()
+    finite = torch.isfinite(outputs).all(dim=1)
+    if handle.background is not None and not bool(finite[1:].all()):
+        row = int(torch.argmin(finite[1:].int()))
         raise ModelConfigError(
-            spec_path,
-            "output",
-            "is 'probabilities', but the artifact's outputs for one instance are not in"
-            f" [0, 1] or do not sum to 1 (they sum to {float(outputs[0].sum()):.4g}): logits?",
+            spec_path, "output", f"NaN or infinite outputs for row {row} of {BACKGROUND_FILE}"
         )
+    if handle.spec.output == "probabilities":
+        wrong = [i for i, row in enumerate(outputs) if not _are_probabilities(row)]
+        if wrong:
+            raise ModelConfigError(
+                spec_path,
+                "output",
+                f"is 'probabilities', but the artifact's outputs for {_which(handle, wrong[0])}"
+                " are not in [0, 1] or do not sum to 1: logits?",
+            )
     return handle
+
+
+def _check_batch(handle: ModelHandle) -> torch.Tensor:
+    """The batch `_check_forward` runs: a zero instance, then background rows (or another
+    zero instance), so that a model that cannot take a batch is caught too."""
+    zero = torch.zeros((1, *handle.input_shape), device=handle.device)
+    if handle.background is None:
+        return torch.cat([zero, zero])
+    return torch.cat([zero, handle.background[:CHECKED_BACKGROUND_ROWS]])
+
+
+def _which(handle: ModelHandle, index: int) -> str:
+    """Row `index` of the `_check_batch` batch, in words."""
+    if index == 0 or handle.background is None:
+        return "an all-zero instance"
+    return f"row {index - 1} of {BACKGROUND_FILE}"
+
+
+def _check_inside(root: Path, path: Path, where: Path, key: str = "<file>") -> None:
+    """Raise ModelConfigError (naming `where` and `key`) when `path` exists but resolves
+    outside the repository `root` (a symlink out of it, or a model folder that is one): only
+    files of the configured repository are loaded. The link's target is not shown."""
+    if path.exists() and not path.resolve().is_relative_to(root):
+        raise ModelConfigError(
+            where, key, f"{path.name} resolves outside the model repository (a symlink?)"
+        )
 
 
 def _check_spec_needs(handle: ModelHandle) -> ModelHandle:
@@ -134,11 +180,13 @@ class ModelRepository:
         """
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} is not a directory")
+        root = self.root.resolve()
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
             spec_path = directory / "model.toml"
             if not spec_path.is_file():
                 continue
             try:
+                _check_inside(root, spec_path, spec_path)
                 spec = parse_model_toml(spec_path)
             except ModelConfigError as exc:
                 self._record(directory, None, str(exc))
@@ -155,6 +203,8 @@ class ModelRepository:
             if only is not None and spec.name not in only:
                 continue
             try:
+                _check_inside(root, directory / spec.artifact, spec_path, "artifact")
+                _check_inside(root, directory / BACKGROUND_FILE, directory / BACKGROUND_FILE)
                 handle = ModelHandle(directory, spec).load(device)
                 self.handles[spec.name] = _check_spec_needs(_check_forward(handle))
             except (ModelConfigError, ArtifactError) as exc:

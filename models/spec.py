@@ -7,14 +7,50 @@ repository with one broken model still serves the others.
 from __future__ import annotations
 
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    model_validator,
+)
 
 Modality = Literal["tabular", "image"]
 ArtifactFormat = Literal["torchscript", "export", "safetensors"]
 OutputKind = Literal["logits", "probabilities"]
+# The model's inputs are float32: ranges and normalisation must fit it.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def _float32(number: float) -> float:
+    if abs(number) > FLOAT32_MAX:
+        raise ValueError(f"must be at most {FLOAT32_MAX:.8g} in magnitude (float32)")
+    return number
+
+
+Float32 = Annotated[FiniteFloat, AfterValidator(_float32)]
+
+
+def _printable(text: str, allowed: str = "") -> str:
+    """Refuse control characters (newlines, escape sequences) but `allowed`: labels reach
+    terminals, tables, CSV headers and PNG text."""
+    if any(unicodedata.category(char) == "Cc" and char not in allowed for char in text):
+        raise ValueError("must not hold control characters")
+    return text
+
+
+# A name or label shown to people, on one line.
+Label = Annotated[str, AfterValidator(_printable)]
+# A text shown to people: lines and tabs allowed (a multi-line TOML string).
+Text = Annotated[str, AfterValidator(lambda text: _printable(text, "\n\t"))]
 
 
 class ModelConfigError(ValueError):
@@ -28,14 +64,16 @@ class ModelConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: TOML has types, so `channels = true` or `height = "64"` is a mistake, not 1
+    # or 64 (integers are still taken where a float is expected).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class FeatureRange(_Strict):
     """Valid range of a numeric feature, in its own units (inclusive)."""
 
-    min: FiniteFloat
-    max: FiniteFloat
+    min: Float32
+    max: Float32
 
     @model_validator(mode="after")
     def _ordered(self) -> FeatureRange:
@@ -47,15 +85,15 @@ class FeatureRange(_Strict):
 class TabularSpec(_Strict):
     """Tabular input description: feature order and optional metadata."""
 
-    features: Annotated[list[str], Field(min_length=1)]
+    features: Annotated[list[Label], Field(min_length=1)]
     # Units shown next to each feature (e.g. "mm", "EUR/year").
-    units: dict[str, str] = Field(default_factory=dict)
+    units: dict[str, Label] = Field(default_factory=dict)
     # Valid ranges; inputs outside are rejected with a 422.
     ranges: dict[str, FeatureRange] = Field(default_factory=dict)
     # Categorical features: the model receives the category's index in this list.
-    categorical: dict[str, list[str]] = Field(default_factory=dict)
+    categorical: dict[str, list[Label]] = Field(default_factory=dict)
     # Adverse-action texts per feature, e.g. "Debt-to-income ratio too high".
-    reasons: dict[str, str] = Field(default_factory=dict)
+    reasons: dict[str, Label] = Field(default_factory=dict)
     # Index of the adverse class (for reason codes), e.g. the "default" class.
     adverse_class: int | None = None
     # Protected attributes (e.g. age band): never given as adverse-action reasons; audits
@@ -92,19 +130,21 @@ class ImageSpec(_Strict):
 
     height: Annotated[int, Field(ge=8, le=4096)]
     width: Annotated[int, Field(ge=8, le=4096)]
-    channels: Literal[1, 3]
-    mean: list[FiniteFloat]
-    std: list[FiniteFloat]
+    channels: Annotated[int, Field(ge=1, le=3)]
+    mean: list[Float32]
+    std: list[Float32]
     # Dotted path of the convolution layer used by Grad-CAM, e.g. "features.3".
     gradcam_layer: str | None = None
 
     @model_validator(mode="after")
     def _per_channel(self) -> ImageSpec:
+        if self.channels not in (1, 3):
+            raise ValueError("channels: must be 1 or 3")
         for key in ("mean", "std"):
             if len(getattr(self, key)) != self.channels:
                 raise ValueError(f"{key}: needs one value per channel ({self.channels})")
-        if any(s <= 0 for s in self.std):
-            raise ValueError("std: values must be positive")
+        if any(s < FLOAT32_TINY for s in self.std):  # a smaller std divides by zero in float32
+            raise ValueError(f"std: values must be at least {FLOAT32_TINY:.8g} (float32)")
         return self
 
 
@@ -121,18 +161,18 @@ class ModelSpec(_Strict):
     """A parsed, validated `model.toml`."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-    version: Annotated[str, Field(min_length=1, max_length=64)]
+    version: Annotated[Label, Field(min_length=1, max_length=64)]
     modality: Modality
     format: ArtifactFormat
     artifact: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-    classes: Annotated[list[str], Field(min_length=2)]
+    classes: Annotated[list[Label], Field(min_length=2)]
     output: OutputKind
     factory: str | None = None
-    description: str = ""
+    description: Text = ""
     # Default IG baseline: "zeros" | "mean" | "blur" | "uniform".
     default_baseline: Literal["zeros", "mean", "blur", "uniform"] = "zeros"
     # An example input (a tabular row keyed by feature name) for docs and the viewer.
-    example: dict[str, FiniteFloat | str] | None = None
+    example: dict[str, FiniteFloat | Label] | None = None
     tabular: TabularSpec | None = None
     image: ImageSpec | None = None
     limits: ModelLimits = Field(default_factory=ModelLimits)

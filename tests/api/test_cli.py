@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 import api.server
 import explainer
@@ -16,6 +19,7 @@ import explainer.cli
 from explainer.cli import COMMANDS, build_parser, main
 from tests.api.conftest import png_bytes
 from tests.api.repo import IMAGE, TABULAR, TABULAR_ROW
+from tests.helpers import to_toml
 
 
 def test_subcommands_are_a_registry() -> None:
@@ -184,3 +188,64 @@ def test_cli_does_not_import_api_or_touch_cuda() -> None:
         "import torch; assert not torch.cuda.is_initialized()"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_folder_given_as_input_is_named_as_one(
+    model_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "rows.json"
+    folder.mkdir()
+    assert main(["explain", TABULAR, str(folder), "--model-repo", str(model_repo)]) == 2
+    assert capsys.readouterr().err == f"explainer: error: {folder}: is a folder, not a file\n"
+
+
+def test_load_errors_are_printed_once_on_one_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch's multi-line errors and the repository's own log line made several lines."""
+    (tmp_path / "m").mkdir()
+    save_file({"w": torch.zeros(7), "b": torch.zeros(())}, str(tmp_path / "m" / "w.safetensors"))
+    spec = {
+        "name": "m",
+        "version": "1",
+        "modality": "tabular",
+        "format": "safetensors",
+        "artifact": "w.safetensors",
+        "factory": "tests.helpers:logistic_factory",
+        "classes": ["no", "yes"],
+        "output": "logits",
+        "tabular": {"features": list("abcdef")},
+    }
+    (tmp_path / "m" / "model.toml").write_text(to_toml(spec))
+    assert main(["models", "--model-repo", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: m: w.safetensors: weights do not fit") and err.count("\n") == 1
+    rows = rows_file(tmp_path)
+    args = ["explain", "m", str(rows), "--model-repo", str(tmp_path), "--out", str(tmp_path)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("explainer: error: model 'm' failed to load") and err.count("\n") == 1
+
+
+def test_an_unknown_model_lists_the_models_that_failed_to_load(
+    model_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model.toml that does not parse gives no name: the one meant may be among them."""
+    repo = shutil.copytree(model_repo, tmp_path / "repo")
+    (repo / "broken").mkdir()
+    (repo / "broken" / "model.toml").write_text('name = "scores"\nversion = 1\n')
+    args = ["explain", "scores", str(rows_file(tmp_path)), "--model-repo", str(repo)]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        "explainer: error: no model named 'scores'\n"
+        f"  at broken: {repo / 'broken' / 'model.toml'}: key 'version': Input should be a valid"
+        " string\n"
+    )
+
+
+def test_help_gives_the_seed_and_chunk_size_ranges(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["audit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "rows per checkpoint, 1 to 1024 (default: 64)" in text
+    assert "0 to 4294967295 (default: 0)" in text

@@ -66,9 +66,8 @@ def test_torchscript_loads(tmp_path: Path) -> None:
 
 
 def test_torch_export_loads(tmp_path: Path) -> None:
-    program = torch.export.export(LogisticModel(WEIGHTS, 0.5).eval(), (X,))
     (tmp_path / "m").mkdir()
-    torch.export.save(program, str(tmp_path / "m" / "model.pt2"))
+    _exported_program(tmp_path / "m" / "model.pt2", dynamic=True)
     _write(tmp_path / "m", {**SPEC, "format": "export", "artifact": "model.pt2"})
     handle = ModelRepository(tmp_path).load().get("m")
     torch.testing.assert_close(handle.forward(X), _expected())
@@ -289,6 +288,13 @@ def test_an_export_archive_with_extra_files_loads(tmp_path: Path) -> None:
         ({"default_baseline": "blur"}, "default_baseline"),  # an image baseline
         ({"default_baseline": "mean"}, "default_baseline"),  # needs background.npz
         ({"default_baseline": "uniform"}, "default_baseline"),  # ... or declared ranges
+        ({"tabular": {"features": FEATURES, "adverse_class": True}}, "tabular.adverse_class"),
+        ({"limits": {"max_instances": "5"}}, "limits.max_instances"),  # not coerced
+        ({"example": {**EXAMPLE, "a": True}}, "example.a"),
+        (
+            {"tabular": {"features": FEATURES, "ranges": {"a": {"min": -1e300, "max": 1.0}}}},
+            "tabular.ranges.a.min",  # past float32: the inputs' type
+        ),
     ],
 )
 def test_a_bad_model_toml_names_file_and_key_and_others_still_load(
@@ -378,9 +384,9 @@ def test_a_background_holding_pickles_is_refused_without_running(tmp_path: Path)
 @pytest.mark.parametrize(
     ("change", "key", "shape"),
     [
-        ({"tabular": {"features": ["a", "b", "c", "d", "e"]}}, "tabular.features", "(1, 5)"),
-        ({"classes": ["no", "maybe", "yes"]}, "classes", "(1, 2)"),
-        ({"output": "probabilities"}, "output", "sum to 0.5"),  # its logits [0, 0.5]
+        ({"tabular": {"features": ["a", "b", "c", "d", "e"]}}, "tabular.features", "(2, 5)"),
+        ({"classes": ["no", "maybe", "yes"]}, "classes", "(2, 2)"),
+        ({"output": "probabilities"}, "output", "all-zero instance"),  # logits [0, 0.5]
     ],
 )
 def test_a_spec_that_does_not_match_its_artifact_is_caught_at_load(
@@ -416,8 +422,11 @@ def _lesion_copy(root: Path, toml_edit: Callable[[str], str] = lambda text: text
             "image.gradcam_layer",
         ),
         (lambda text: re.sub(r"std = \[.*\]", "std = [nan, nan, nan]", text), "image.std.0"),
+        (lambda text: re.sub(r"std = \[.*\]", "std = [1e-300, 1, 1]", text), "image.std"),
+        (lambda text: text.replace("channels = 3", "channels = true"), "image.channels"),
+        (lambda text: text.replace("channels = 3", 'channels = "3"'), "image.channels"),
     ],
-    ids=["no-such-layer", "nan-std"],
+    ids=["no-such-layer", "nan-std", "std-zero-in-float32", "bool-channels", "string-channels"],
 )
 def test_an_image_model_toml_the_model_cannot_honour_is_named(
     tmp_path: Path, edit: Callable[[str], str], key: str
@@ -437,3 +446,158 @@ def test_an_image_background_of_0_to_255_floats_is_refused(tmp_path: Path) -> No
     np.savez(directory / "background.npz", x=pixels.transpose(0, 3, 1, 2).astype(np.float32))
     errors = ModelRepository(tmp_path).load().errors
     assert "background.npz" in errors["lesion-64"] and "[0, 1]" in errors["lesion-64"]
+
+
+def test_control_characters_in_labels_are_refused(tmp_path: Path) -> None:
+    """Labels reach terminals (`explainer models`), tables and CSV headers."""
+    write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), SPEC)
+    text = (tmp_path / "m" / "model.toml").read_text()
+    text = text.replace('classes = ["no", "yes"]', 'classes = ["no\\u001b[31m", "yes"]')
+    (tmp_path / "m" / "model.toml").write_text(text)
+    assert (
+        "'classes.0': must not hold control characters"
+        in ModelRepository(tmp_path).load().errors["m"]
+    )
+
+
+def test_unicode_and_html_labels_load(tmp_path: Path) -> None:
+    features = ["<b>a</b>", "é", "患者年龄", "😀 d", "e&amp;", "f"]
+    spec = {**SPEC, "classes": ["<script>x</script>", "是 ✓"], "tabular": {"features": features}}
+    write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), spec)
+    assert ModelRepository(tmp_path).load().get("m").feature_names == features
+
+
+@pytest.mark.parametrize("code", [5.0, 0.5, -1.0], ids=["past-the-end", "fraction", "negative"])
+def test_a_background_category_code_that_is_no_category_is_refused(
+    tmp_path: Path, code: float
+) -> None:
+    """SHAP, LIME and the tree took such codes as references: explained as no category."""
+    background = np.zeros((8, 6), np.float32)
+    background[3, 0] = code
+    spec = {**SPEC, "tabular": {"features": FEATURES, "categorical": {"a": ["x", "y"]}}}
+    write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), spec, background)
+    message = ModelRepository(tmp_path).load().errors["m"]
+    assert "background.npz" in message and "row 3 of categorical feature 'a'" in message
+    assert str(code) not in message
+
+
+def test_a_complex_background_or_one_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    write_torchscript_model(
+        tmp_path / "m", LogisticModel(WEIGHTS, 0.5), SPEC, np.zeros((4, 6), np.complex64)
+    )
+    write_torchscript_model(tmp_path / "n", LogisticModel(WEIGHTS, 0.5), {**SPEC, "name": "n"})
+    (tmp_path / "n" / "background.npz").mkdir()  # was silently taken as no background
+    errors = ModelRepository(tmp_path).load().errors
+    assert "must hold real numbers" in errors["m"]
+    assert "background.npz" in errors["n"] and "not a regular file" in errors["n"]
+
+
+class _OneRowOut(torch.nn.Module):
+    """Gives one row whatever the batch: fine on one dummy instance, not on a batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=0, keepdim=True)[:, :2]
+
+
+class _IntegerOut(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :2].long()
+
+
+class _TupleOut(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:, :2], x
+
+
+class _SigmoidPair(torch.nn.Module):
+    """[sigmoid(z), sigmoid(z)]: sums to 1 at z = 0 only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.sigmoid(x.sum(dim=1))
+        return torch.stack([p, p], dim=1)
+
+
+class _LogOut(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.log(-x.abs().sum(dim=1) - 1.0)  # NaN everywhere
+        return torch.stack([z, z], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("module", "change", "message"),
+    [
+        (_OneRowOut(), {}, "'classes': the artifact gives outputs of shape (1, 2) for 8"),
+        (_IntegerOut(), {}, "'output': the artifact gives torch.int64, not a floating-point"),
+        (_TupleOut(), {}, "'output': the artifact gives tuple, not a floating-point tensor"),
+        (
+            _SigmoidPair(),
+            {"output": "probabilities"},
+            "for row 0 of background.npz are not in [0, 1] or do not sum to 1",
+        ),
+        (_LogOut(), {}, "'output': NaN or infinite outputs for row 0 of background.npz"),
+    ],
+    ids=["batch-of-one-only", "integer", "tuple", "not-probabilities", "nan"],
+)
+def test_an_artifact_that_cannot_serve_a_batch_is_caught_at_load(
+    tmp_path: Path, module: torch.nn.Module, change: dict[str, object], message: str
+) -> None:
+    """These failed on the first request (exit code 1, or unnormalised probabilities)."""
+    background = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)
+    write_torchscript_model(tmp_path / "m", module, {**SPEC, **change}, background)
+    errors = ModelRepository(tmp_path).load().errors
+    assert str(tmp_path / "m" / "model.toml") in errors["m"] and message in errors["m"]
+
+
+def test_an_export_with_a_fixed_batch_of_one_is_caught_at_load(tmp_path: Path) -> None:
+    """The service evaluates batches of any size: its guard failed on every explanation."""
+    (tmp_path / "m").mkdir()
+    _exported_program(tmp_path / "m" / "model.pt2", dynamic=False)
+    _write(tmp_path / "m", {**SPEC, "format": "export", "artifact": "model.pt2"})
+    message = ModelRepository(tmp_path).load().errors["m"]
+    assert "'tabular.features': the artifact fails on an input of shape (2, 6)" in message
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [("os:getcwd", "returned str, not a torch.nn.Module"), ("json:loads", "failed: TypeError")],
+)
+def test_a_factory_that_gives_no_module_is_named(
+    tmp_path: Path, factory: str, message: str
+) -> None:
+    (tmp_path / "m").mkdir()
+    save_file(LogisticModel(WEIGHTS, 0.5).state_dict(), str(tmp_path / "m" / "model.safetensors"))
+    spec = {**SPEC, "format": "safetensors", "artifact": "model.safetensors", "factory": factory}
+    _write(tmp_path / "m", spec)
+    assert f"'factory': '{factory}' {message}" in ModelRepository(tmp_path).load().errors["m"]
+
+
+@pytest.mark.parametrize("linked", ["model.pt", "background.npz", "model.toml", "folder"])
+def test_a_symlink_out_of_the_repository_is_refused(tmp_path: Path, linked: str) -> None:
+    """Only the configured repository's files are loaded; the link's target is not shown."""
+    background = np.zeros((4, 6), np.float32)
+    outside = write_torchscript_model(tmp_path / "outside", LogisticModel(WEIGHTS, 0.5), SPEC)
+    np.savez(outside / "background.npz", x=background)
+    repo = tmp_path / "repo"
+    if linked == "folder":
+        repo.mkdir()
+        (repo / "m").symlink_to(outside)
+    else:
+        write_torchscript_model(repo / "m", LogisticModel(WEIGHTS, 0.5), SPEC, background)
+        (repo / "m" / linked).unlink()
+        (repo / "m" / linked).symlink_to(outside / linked)
+    message = ModelRepository(repo).load().errors["m"]
+    assert "resolves outside the model repository" in message
+    assert str(outside) not in message
+
+
+def test_a_symlink_within_the_repository_loads(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_torchscript_model(root / "store", LogisticModel(WEIGHTS, 0.5), SPEC)
+    (root / "store" / "weights.pt").symlink_to(root / "store" / "model.pt")
+    (root / "store" / "model.toml").write_text(
+        to_toml({**SPEC, "version": "1", "format": "torchscript", "artifact": "weights.pt"})
+    )
+    (tmp_path / "link").symlink_to(root)  # a repository given by a symlink
+    torch.testing.assert_close(
+        ModelRepository(tmp_path / "link").load().get("m").forward(X), _expected()
+    )
