@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SEED_HELP = "seed of every random choice, 0 to 4294967295 (default: %(default)s)"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MODEL_REPO_HELP = "default: EXPLAINER_MODEL_REPO or the zoo"
 
 
 class UsageError(Exception):
@@ -101,7 +102,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=int, default=8000, help="port to listen on (default: %(default)s)"
     )
-    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--model-repo", metavar="DIR", help=MODEL_REPO_HELP)
     parser.add_argument(
         "--workers", type=int, default=1, help="gunicorn worker processes (default: %(default)s)"
     )
@@ -155,7 +156,7 @@ def _warn_few_threads(threads: int, max_concurrency: int, max_queue: int) -> Non
 
 
 def _models_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--model-repo", metavar="DIR", help=MODEL_REPO_HELP)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -226,7 +227,7 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--target", default="predicted", help="'predicted', an index or a label")
     parser.add_argument("--seed", type=int, default=0, help=SEED_HELP)
-    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--model-repo", metavar="DIR", help=MODEL_REPO_HELP)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
 
@@ -364,7 +365,7 @@ def _audit_arguments(parser: argparse.ArgumentParser) -> None:
         default=64,
         help="rows per checkpoint, 1 to 1024 (default: %(default)s)",
     )
-    parser.add_argument("--model-repo", type=Path, help="default: EXPLAINER_MODEL_REPO or the zoo")
+    parser.add_argument("--model-repo", metavar="DIR", help=MODEL_REPO_HELP)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
 
 
@@ -497,7 +498,11 @@ def _audit(args: argparse.Namespace) -> int:
 def _run_audit(
     args: argparse.Namespace, store: Any, job: Any, handle: Any, engine: Any, worker: str
 ) -> Any:
-    """Explain the job's rows not stored yet, with a progress bar; the job as stored then."""
+    """Explain the job's rows not stored yet, with a progress bar; the job as stored then.
+
+    The bar starts at the rows already stored (a resumed job's), so that its rate counts
+    only the rows explained in this run, and its ETA divides the rows remaining by that.
+    """
     from tqdm import tqdm
 
     from explainer.audit import run_job
@@ -505,12 +510,18 @@ def _run_audit(
     if job.status == "completed":
         return job
     execute = _executor(args, handle, engine)
-    with tqdm(total=job.total, unit="row", desc=f"audit {handle.name}") as bar:
+    bars: list[tqdm[Any]] = []
 
-        def progress(done: int, _total: int) -> None:
-            bar.update(done - bar.n)
+    def progress(done: int, total: int) -> None:
+        if not bars:  # the runner's first call: the rows already stored before this run
+            bars.append(tqdm(total=total, initial=done, unit="row", desc=f"audit {handle.name}"))
+        bars[0].update(done - bars[0].n)
 
+    try:
         return run_job(store, job, worker, execute, progress)
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _executor(args: argparse.Namespace, handle: Any, engine: Any) -> ChunkExecutor:
@@ -574,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        _check_paths(args)
         return COMMANDS[args.command].run(args)
     except UsageError as exc:
         print(f"explainer: error: {exc}", file=sys.stderr)
@@ -593,6 +605,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last resort: one line, no traceback
         print(f"explainer: failed: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """`--model-repo` as a Path; an empty one is a UsageError (`Path("")` is the current
+    folder, which would be taken for the repository)."""
+    repo = getattr(args, "model_repo", None)
+    if repo is None:
+        return
+    if repo == "":
+        raise UsageError(
+            "--model-repo: the path is empty (leave the option out for EXPLAINER_MODEL_REPO"
+            " or the zoo)"
+        )
+    args.model_repo = Path(repo)
 
 
 def _one_line(text: str) -> str:

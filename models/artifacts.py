@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from models.export_archive import ArchiveRefused, check_export_archive
-from models.spec import ModelConfigError, ModelSpec
+from models.spec import ModelConfigError, ModelSpec, check_artifact_size
 
 
 class ArtifactError(ValueError):
@@ -122,6 +122,7 @@ def load_artifact(directory: Path, spec: ModelSpec) -> torch.nn.Module:
         raise ModelConfigError(spec_path, "artifact", f"file {spec.artifact!r} not found")
     if not path.is_file():
         raise ModelConfigError(spec_path, "artifact", f"{spec.artifact!r} is not a regular file")
+    check_artifact_size(path, spec_path, "artifact")
     if spec.format == "torchscript":
         module = _load_torchscript(path)
     elif spec.format == "export":

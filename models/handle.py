@@ -18,7 +18,7 @@ import torch
 from models.artifacts import load_artifact, sha256_of
 from models.decoding import ImageLimits, decode_images, decode_tabular
 from models.errors import InvalidInput, ModelNotReady
-from models.spec import ModelConfigError, ModelSpec, TabularSpec
+from models.spec import ModelConfigError, ModelSpec, TabularSpec, check_artifact_size
 
 BACKGROUND_FILE = "background.npz"
 
@@ -98,6 +98,7 @@ class ModelHandle:
             return None
         if not path.is_file():
             raise ModelConfigError(path, "x", "is not a regular file")
+        check_artifact_size(path, path, "x")
         try:
             with np.load(path, allow_pickle=False) as archive:
                 if "x" not in archive:
@@ -125,6 +126,7 @@ class ModelHandle:
         _check_background_values(path, data, self.spec.image is not None)
         if self.spec.tabular is not None:
             _check_background_codes(path, data, self.spec.tabular)
+            _check_background_ranges(path, data, self.spec.tabular)
         return torch.from_numpy(data).to(self.device)
 
     def decode(
@@ -221,4 +223,25 @@ def _check_background_codes(path: Path, data: np.ndarray, spec: TabularSpec) -> 
                 "x",
                 f"row {int(np.argmin(valid))} of categorical feature {name!r} is not a category"
                 f" index (0 to {len(categories) - 1})",
+            )
+
+
+def _check_background_ranges(path: Path, data: np.ndarray, spec: TabularSpec) -> None:
+    """A numeric feature's background values must lie in its `[tabular.ranges]` range, as
+    requests' values must: the methods take background rows as references, and a reference
+    the model is never asked about would be explained as one. The rows are float32, as
+    inputs are: a value is in range when it is within the range's bounds rounded to float32
+    (where a request's in-range value can land). Names the first bad row, the feature and
+    the range, no value."""
+    for name, bounds in spec.ranges.items():
+        if name in spec.categorical:  # decoded as a category index; the codes are checked
+            continue
+        column = data[:, spec.features.index(name)]
+        valid = (column >= np.float32(bounds.min)) & (column <= np.float32(bounds.max))
+        if not valid.all():
+            raise ModelConfigError(
+                path,
+                "x",
+                f"row {int(np.argmin(valid))} of feature {name!r} is outside its range"
+                f" [{bounds.min}, {bounds.max}] (tabular.ranges)",
             )

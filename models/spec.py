@@ -28,6 +28,9 @@ OutputKind = Literal["logits", "probabilities"]
 # The model's inputs are float32: ranges and normalisation must fit it.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+# Size limits on the repository's files, checked from the file's size before it is read.
+MAX_MODEL_TOML_BYTES = 1 << 20  # 1 MiB
+MAX_ARTIFACT_BYTES = 2 << 30  # 2 GiB: the artifact (weights or archive) and background.npz
 
 
 def _float32(number: float) -> float:
@@ -61,6 +64,28 @@ class ModelConfigError(ValueError):
         self.path = path
         self.key = key
         self.message = message
+
+
+def _in_words(size: int) -> str:
+    """A byte count as GiB, MiB or KiB when it is a whole number of them, else bytes."""
+    for unit, power in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << power and size % (1 << power) == 0:
+            return f"{size >> power} {unit}"
+    return f"{size} bytes"
+
+
+def _check_size(path: Path, limit: int, where: Path, key: str) -> None:
+    size = path.stat().st_size
+    if size > limit:
+        raise ModelConfigError(
+            where, key, f"{path.name} is {size} bytes, over the limit of {_in_words(limit)}"
+        )
+
+
+def check_artifact_size(path: Path, where: Path, key: str) -> None:
+    """Raise ModelConfigError (naming `where` and `key`) when the file `path`, a model
+    artifact or background, is larger than MAX_ARTIFACT_BYTES: checked before it is read."""
+    _check_size(path, MAX_ARTIFACT_BYTES, where, key)
 
 
 class _Strict(BaseModel):
@@ -228,8 +253,10 @@ def _first_error_key(error: ValidationError) -> tuple[str, str]:
 
 
 def parse_model_toml(path: Path) -> ModelSpec:
-    """Read and validate one `model.toml`; raise ModelConfigError naming the key."""
+    """Read and validate one `model.toml` (at most MAX_MODEL_TOML_BYTES); raise
+    ModelConfigError naming the key."""
     try:
+        _check_size(path, MAX_MODEL_TOML_BYTES, path, "<file>")
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ModelConfigError(path, "<syntax>", str(exc)) from None

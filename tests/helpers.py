@@ -42,6 +42,20 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def binary_tabular_spec(name: str, features: list[str], **extra: Any) -> dict[str, Any]:
+    """The `model.toml` keys of a tabular model `name` giving logits for two classes, "no"
+    and "yes", over `features` (for `write_torchscript_model`); `extra` adds or replaces
+    top-level keys."""
+    return {
+        "name": name,
+        "modality": "tabular",
+        "classes": ["no", "yes"],
+        "output": "logits",
+        "tabular": {"features": list(features)},
+        **extra,
+    }
+
+
 def write_torchscript_model(
     directory: Path,
     module: torch.nn.Module,
@@ -84,13 +98,7 @@ class NanBetweenOneAndTwo(torch.nn.Module):
 
 def write_unstable_model(root: Path, module: torch.nn.Module) -> Path:
     """`module` as the tabular model "unstable" (features a to d, classes no and yes)."""
-    spec = {
-        "name": UNSTABLE,
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "logits",
-        "tabular": {"features": ["a", "b", "c", "d"]},
-    }
+    spec = binary_tabular_spec(UNSTABLE, ["a", "b", "c", "d"])
     background = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     return write_torchscript_model(root / UNSTABLE, module, spec, background)
 

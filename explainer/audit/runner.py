@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from explainer.audit.store import AuditStore, Job, LeaseLost
+from explainer.audit.store import AuditStore, Job, LeaseLost, database_busy
 from explainer.engine import Engine
 from explainer.explain import available_methods, check_methods, explain, predict
 from explainer.options import METHODS, ExplainOptions
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # a Parquet int64 column's range
 IndexedRow = tuple[int, Any]  # (row index in the data set, the row as submitted)
+# Seconds to wait before each new try of a checkpoint that found the database locked (by
+# another process, past SQLite's busy timeout); after the last, the job fails.
+CHECKPOINT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 Progress = Callable[[int, int], None]  # (rows done, total)
 
 
@@ -343,6 +346,34 @@ def pending_chunks(store: AuditStore, job: Job, size: int) -> list[list[IndexedR
     return [[(i, rows[i]) for i in pending[s : s + size]] for s in range(0, len(pending), size)]
 
 
+def _checkpoint(
+    store: AuditStore,
+    job_id: str,
+    worker: str,
+    documents: Sequence[dict[str, Any]],
+    seconds: float,
+) -> None:
+    """Store a chunk, trying again (with growing delays) while the database is locked.
+
+    A checkpoint is one transaction, rolled back when it fails, so a retry stores each row
+    once. Any other error (or a lock past the last delay) is raised: it fails the job.
+    """
+    for delay in (*CHECKPOINT_RETRY_DELAYS_S, None):
+        try:
+            store.checkpoint(job_id, worker, documents, seconds)
+            return
+        except Exception as exc:
+            if delay is None or not database_busy(exc):
+                raise
+            log.warning(
+                "audit %s: the database is locked; storing %d rows again in %gs",
+                job_id,
+                len(documents),
+                delay,
+            )
+            time.sleep(delay)
+
+
 def run_job(
     store: AuditStore,
     job: Job,
@@ -365,7 +396,7 @@ def run_job(
             for documents, seconds in execute(spec, chunks):
                 if heartbeat.lost.is_set():
                     raise LeaseLost(job.id)
-                store.checkpoint(job.id, worker, documents, seconds)
+                _checkpoint(store, job.id, worker, documents, seconds)
                 done += len(documents)
                 if on_progress is not None:
                     on_progress(done, job.total)

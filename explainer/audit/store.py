@@ -132,11 +132,25 @@ def _job(row: Any) -> Job:
 _JOB_COLUMNS = [column for column in jobs.c if column.name != "data"]
 
 
+# How long a SQLite statement waits for another connection's lock before it fails with
+# "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_MS)}")
     cursor.close()
+
+
+def database_busy(error: BaseException) -> bool:
+    """Whether `error` is SQLite's "database is locked" (or "busy"): another connection held
+    a lock past the busy timeout, and the same statement may succeed later."""
+    if not isinstance(error, OperationalError):
+        return False
+    message = str(error.orig if error.orig is not None else error).lower()
+    return "database is locked" in message or "database is busy" in message
 
 
 def database_engine(url: str) -> Engine:

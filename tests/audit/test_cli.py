@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -200,3 +202,41 @@ def test_bad_usage(credit_repo: Path, data: Path, tmp_path: Path) -> None:
     assert main(argv(data, tmp_path / "b", credit_repo, "--resume")) == 2
     assert main([*argv(data, tmp_path / "c", credit_repo), "--options", "{"]) == 2
     assert main(argv(data, tmp_path / "d", credit_repo, "--segment-by", "nope")) == 2
+
+
+def test_progress_after_resume_counts_only_the_rows_of_this_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """92 of 100 rows were stored by a first run; this one explains 4 rows per 10 seconds.
+    The bar's rate is 4 rows in 10 s (not 96), and its ETA the 4 rows left at that rate."""
+    import tqdm.std
+
+    from explainer import cli
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}").create_tables()
+    spec = AuditSpec(model=MODEL, methods=["saliency"], chunk_size=4)
+    job, _ = store.submit(
+        AUDIT_OWNER, MODEL, spec.model_dump(mode="json"), [[i] for i in range(100)]
+    )
+    store.claim(job.id, "first-run")
+    store.checkpoint(job.id, "first-run", [{"row": i} for i in range(92)], compute_s=1.0)
+    now = [1000.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: now[0])  # the bar's clock
+    monkeypatch.setattr(tqdm.std.tqdm, "monitor_interval", 0)
+
+    def ten_seconds_a_chunk(
+        spec: AuditSpec, chunks: Sequence[Sequence[IndexedRow]]
+    ) -> Iterator[tuple[list[dict[str, Any]], float]]:
+        for chunk in chunks:
+            now[0] += 10.0
+            yield [{"row": index} for index, _ in chunk], 10.0
+
+    monkeypatch.setattr(cli, "_executor", lambda *_: ten_seconds_a_chunk)
+    resumed = store.claim(job.id, "second-run")
+    handle = argparse.Namespace(name=MODEL)
+    finished = cli._run_audit(argparse.Namespace(), store, resumed, handle, None, "second-run")
+    assert (finished.status, finished.done) == ("completed", 100)
+    shown = re.split(r"[\r\n]", capsys.readouterr().err)
+    after_one_chunk = next(line for line in shown if "96/100" in line)
+    assert after_one_chunk.endswith("96/100 [00:10<00:10,  2.50s/row]")
+    assert shown[-2].endswith("100/100 [00:20<00:00,  2.50s/row]")

@@ -16,7 +16,7 @@ from explainer import Engine
 from explainer.audit import AuditSpec, AuditStore, LocalExecutor, run_job
 from explainer.audit.runner import RowFailed, failure_reason
 from models import ModelHandle, ModelRepository
-from tests.helpers import write_torchscript_model
+from tests.helpers import binary_tabular_spec, write_torchscript_model
 
 LOOKUP = "lookup"
 BAD_ROW = 5
@@ -41,13 +41,7 @@ class Lookup(torch.nn.Module):
 def lookup(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
     root = tmp_path_factory.mktemp("lookup")
     torch.manual_seed(0)
-    spec = {
-        "name": LOOKUP,
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "logits",
-        "tabular": {"features": ["code", "a", "b"]},
-    }
+    spec = binary_tabular_spec(LOOKUP, ["code", "a", "b"])
     background = np.array([[0, 0.0, 0.0], [1, 1.0, 0.0], [2, 0.0, 1.0], [3, 1.0, 1.0]] * 8)
     write_torchscript_model(root / LOOKUP, Lookup(), spec, background.astype(np.float32))
     repository = ModelRepository(root).load("cpu")

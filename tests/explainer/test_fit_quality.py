@@ -13,7 +13,7 @@ from explainer import Engine, explain
 from explainer.methods.fit_quality import lime_r2, surrogate_r2
 from models import ModelRepository
 from tests.conftest import centred_background
-from tests.helpers import write_torchscript_model
+from tests.helpers import binary_tabular_spec, write_torchscript_model
 
 RNG = np.random.default_rng(0)
 WEIGHTS = RNG.random(500)
@@ -58,13 +58,7 @@ class Saturated(torch.nn.Module):
 @pytest.mark.parametrize("bias", [16.0, 30.0], ids=["float32-steps", "exactly-one"])
 def test_a_saturated_prediction_has_faithful_local_fits(tmp_path: Path, bias: float) -> None:
     """At bias 16 lime's R² was 0.09 and the tree's -0.003 (the poor-fit badges)."""
-    spec = {
-        "name": "saturated",
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "probabilities",
-        "tabular": {"features": ["a", "b", "c", "d"]},
-    }
+    spec = binary_tabular_spec("saturated", ["a", "b", "c", "d"], output="probabilities")
     background = centred_background(200, 4)
     write_torchscript_model(tmp_path / "saturated", Saturated(bias), spec, background)
     handle = ModelRepository(tmp_path).load("cpu").handles["saturated"]

@@ -13,7 +13,7 @@ import torch
 from explainer import Engine, ExplainOptions, explain
 from models import ModelHandle, ModelRepository
 from models.repository import ZOO_DIR
-from tests.helpers import write_torchscript_model
+from tests.helpers import binary_tabular_spec, write_torchscript_model
 
 
 def test_tune_measures_both_chunks_and_stops_at_out_of_memory(
@@ -38,13 +38,7 @@ class Detached(torch.nn.Module):
 
 
 def test_a_model_without_gradients_keeps_its_inference_chunk_for_both(tmp_path: Path) -> None:
-    spec = {
-        "name": "detached",
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "logits",
-        "tabular": {"features": ["a", "b"]},
-    }
+    spec = binary_tabular_spec("detached", ["a", "b"])
     write_torchscript_model(tmp_path / "detached", Detached(), spec)
     handle = ModelRepository(tmp_path).load("cpu").get("detached")
     chunks = Engine("cpu").tune(handle, candidates=(16, 64))

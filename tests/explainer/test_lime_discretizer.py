@@ -11,7 +11,7 @@ from lime.discretize import QuartileDiscretizer
 from explainer import Engine, InstanceExplanation, explain
 from explainer.methods.lime_discretizer import RECALLED_DRAWS, RecallingQuartileDiscretizer
 from models import ModelRepository
-from tests.helpers import LogisticModel, write_torchscript_model
+from tests.helpers import LogisticModel, binary_tabular_spec, write_torchscript_model
 
 DATA = np.random.default_rng(0).normal(size=(200, 4))
 NAMES = ["a", "b", "c", "d"]
@@ -86,13 +86,7 @@ def term(tmp_path_factory: pytest.TempPathFactory) -> InstanceExplanation:
     rng = np.random.default_rng(0)
     background = rng.normal(size=(50, 4)).astype(np.float32)
     background[:, 1] = np.where(rng.random(50) < 0.6, 36.0, 60.0)
-    spec = {
-        "name": "term",
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "logits",
-        "tabular": {"features": NAMES},
-    }
+    spec = binary_tabular_spec("term", NAMES)
     root = tmp_path_factory.mktemp("term")
     write_torchscript_model(
         root / "term", LogisticModel([0.0, 0.1, 0.0, 0.0], -4.0), spec, background

@@ -12,7 +12,7 @@ import torch
 from explainer import Engine, ExplainOptions, explain
 from models import ModelHandle, ModelRepository
 from tests.conftest import LOGISTIC_B, LOGISTIC_FEATURES, LOGISTIC_W, centred_background
-from tests.helpers import LogisticModel, write_torchscript_model
+from tests.helpers import LogisticModel, binary_tabular_spec, write_torchscript_model
 
 SPREADS = np.array([1.0, 10.0, 100.0, 0.1, 1.0, 1.0], dtype=np.float32)
 
@@ -30,13 +30,7 @@ class RecordingLogistic(LogisticModel):
 
 
 def test_each_feature_is_noised_on_its_own_scale(tmp_path: Path) -> None:
-    spec = {
-        "name": "spread",
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "logits",
-        "tabular": {"features": LOGISTIC_FEATURES},
-    }
+    spec = binary_tabular_spec("spread", LOGISTIC_FEATURES)
     background = centred_background(400, 6) * SPREADS
     write_torchscript_model(
         tmp_path / "spread", LogisticModel(LOGISTIC_W, LOGISTIC_B), spec, background
@@ -73,13 +67,7 @@ class Curved(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def curved(tmp_path_factory: pytest.TempPathFactory) -> ModelHandle:
-    spec = {
-        "name": "curved",
-        "modality": "tabular",
-        "classes": ["no", "yes"],
-        "output": "logits",
-        "tabular": {"features": ["a", "b", "c", "d", "e"]},
-    }
+    spec = binary_tabular_spec("curved", ["a", "b", "c", "d", "e"])
     root = tmp_path_factory.mktemp("curved")
     write_torchscript_model(root / "curved", Curved(), spec, centred_background(100, 5))
     return ModelRepository(root).load("cpu").get("curved")

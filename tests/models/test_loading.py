@@ -481,6 +481,39 @@ def test_a_background_category_code_that_is_no_category_is_refused(
     assert str(code) not in message
 
 
+@pytest.mark.parametrize("value", [1.5, -0.25], ids=["above", "below"])
+def test_a_background_value_outside_its_declared_range_is_refused(
+    tmp_path: Path, value: float
+) -> None:
+    """Requests outside `[tabular.ranges]` get a 422; a background row (a reference for
+    SHAP, LIME, the tree and the baselines) was taken as it was."""
+    background = np.full((8, 6), 0.5, np.float32)
+    background[5, 1] = value
+    ranges = {"b": {"min": 0.0, "max": 1.0}, "c": {"min": 0.0, "max": 1.0}}
+    spec = {**SPEC, "tabular": {"features": FEATURES, "ranges": ranges}}
+    write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), spec, background)
+    write_torchscript_model(
+        tmp_path / "n", LogisticModel(WEIGHTS, 0.5), {**spec, "name": "n"}, background[:5]
+    )
+    repository = ModelRepository(tmp_path).load()
+    assert repository.names() == ["n"]  # the rows before row 5 are all in range
+    message = repository.errors["m"]
+    assert message.startswith(f"{tmp_path / 'm' / 'background.npz'}: key 'x': ")
+    assert "row 5 of feature 'b' is outside its range [0.0, 1.0]" in message
+    assert str(value) not in message
+
+
+def test_a_background_value_at_a_range_bound_loads(tmp_path: Path) -> None:
+    """The rows are float32: 0.1 is stored as 0.10000000149, past a `max` of 0.1, but it is
+    what a request giving 0.1 is decoded to, so it is in range."""
+    background = np.array([[0.1, 0.0, 0.1, 0.0, 0.0, 0.0], [-0.1, 0.1, 0.0, 0.0, 0.0, 0.0]])
+    ranges = {"a": {"min": -0.1, "max": 0.1}, "b": {"min": 0.0, "max": 0.1}}
+    spec = {**SPEC, "tabular": {"features": FEATURES, "ranges": ranges}}
+    write_torchscript_model(tmp_path / "m", LogisticModel(WEIGHTS, 0.5), spec, background)
+    repository = ModelRepository(tmp_path).load()
+    assert not repository.errors and repository.names() == ["m"]
+
+
 def test_a_complex_background_or_one_that_is_a_folder_is_refused(tmp_path: Path) -> None:
     write_torchscript_model(
         tmp_path / "m", LogisticModel(WEIGHTS, 0.5), SPEC, np.zeros((4, 6), np.complex64)
