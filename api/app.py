@@ -19,7 +19,7 @@ from api.metrics import install_metrics
 from api.observability import install_request_logging
 from api.openapi import BEARER, apply_security
 from api.overload import install_overload
-from api.parsing import StrictJSONProvider, StrictRequest
+from api.parsing import StrictJSONProvider, StrictRequest, install_single_query_values
 from api.routes import audits, explanations, health, models
 from api.runtime import EXTENSION, Runtime
 from api.schemas import Problem
@@ -65,6 +65,7 @@ def create_app(config: ApiConfig | None = None) -> ExplainerApp:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_request_logging(app)
     install_auth(app, config.api_keys)
+    install_single_query_values(app)
     register_error_handlers(app)
     for blueprint in (health.bp, models.bp, explanations.bp, audits.bp):
         app.register_api(blueprint)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from flask import Flask, Response, g, jsonify
 from pydantic import ValidationError
@@ -44,6 +45,13 @@ class UnsupportedMediaType(ServiceError):
     title = "Unsupported media type"
 
 
+class Conflict(ServiceError):
+    """The resource is not in a state that allows the request (resuming a running audit)."""
+
+    status = 409
+    title = "Conflict"
+
+
 class ServiceBusy(ServiceError):
     """Every explanation slot stayed busy for the queue timeout."""
 
@@ -55,6 +63,19 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
+def problem_document(
+    status: int, title: str, detail: str, errors: Iterable[ErrorItem] = ()
+) -> dict[str, Any]:
+    """A problem's body (also written by `api.worker`, outside any Flask request)."""
+    return {
+        "type": TYPE_PREFIX + _slug(title),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "errors": [{"loc": list(item.loc), "msg": item.msg} for item in errors],
+    }
+
+
 def problem(
     status: int,
     title: str,
@@ -63,14 +84,7 @@ def problem(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A problem+json response."""
-    body = {
-        "type": TYPE_PREFIX + _slug(title),
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "errors": [{"loc": list(item.loc), "msg": item.msg} for item in errors],
-    }
-    response = jsonify(body)
+    response = jsonify(problem_document(status, title, detail, errors))
     response.status_code = status
     response.mimetype = PROBLEM_MIME
     response.headers.update(headers or {})

@@ -5,19 +5,24 @@ malformed, 422 for NaN, Infinity, a number that overflows or nesting too deep to
 hold a chunked body to the body limit (413); `read_body` validates a JSON or multipart body
 against a pydantic schema in strict mode (unknown fields and values of the wrong JSON type
 rejected), and `multipart_request` reads the JSON object of a multipart body's `request`
-part.
+part. A multipart body that cannot be parsed (cut short, or without its boundary) is a 400,
+as malformed JSON is; a query parameter of a route's query model given more than once is a
+422 (`install_single_query_values`), where flask-openapi3 would take its first value.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Collection
-from typing import IO, Any, NoReturn, TypeVar, cast
+from collections.abc import Callable, Collection
+from functools import cache
+from typing import IO, Any, NoReturn, TypeVar, cast, get_type_hints
 
-from flask import Request, request
+from flask import Flask, Request, current_app, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
 
@@ -108,8 +113,25 @@ class _CappedBody(LimitedStream):
 
 
 class StrictRequest(Request):
-    """A request whose JSON errors become problem responses (400 or 422), and whose chunked
-    body is held to the body limit (413) as one with Content-Length is."""
+    """A request whose JSON errors become problem responses (400 or 422), whose multipart
+    body is a 400 when it cannot be parsed, and whose chunked body is held to the body
+    limit (413) as one with Content-Length is."""
+
+    def make_form_data_parser(self) -> FormDataParser:
+        # werkzeug's parser is silent by default: a multipart body cut short parsed as no
+        # fields at all, and its route answered "instances: field required".
+        parser = super().make_form_data_parser()
+        parser.silent = False
+        return parser
+
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except ValueError:  # werkzeug's parse errors; a 413 is not a ValueError
+            raise MalformedRequest(
+                "the multipart body is malformed or truncated",
+                [ErrorItem(("body",), "malformed multipart/form-data")],
+            ) from None
 
     @cached_property
     def stream(self) -> IO[bytes]:
@@ -202,3 +224,48 @@ def read_body(schema: type[Schema], *, multipart: bool = True) -> Schema:
         return schema.model_validate(data, strict=True)  # "64" is not an integer, nor true
     except ValidationError as error:
         raise invalid_input(error) from None
+
+
+# ---- query parameters ----
+
+
+@cache
+def _query_names(view: Callable[..., Any]) -> frozenset[str]:
+    """The parameters of a view's flask-openapi3 query model (its `query` argument's type)
+    that take one value; none when it has no query model."""
+    try:
+        model = get_type_hints(inspect.unwrap(view)).get("query")
+    except Exception:  # a view that is not a flask-openapi3 route (static files, say)
+        return frozenset()
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return frozenset()
+    properties = model.model_json_schema().get("properties", {})
+    names = set()
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        schema = properties.get(key, {})
+        kinds = [schema, *schema.get("anyOf", [])]
+        if not any(kind.get("type") == "array" for kind in kinds):  # a list may repeat
+            names.add(key)
+    return frozenset(names)
+
+
+def _single_query_values() -> None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None:
+        return
+    repeated = sorted(n for n in _query_names(view) if len(request.args.getlist(n)) > 1)
+    if repeated:
+        raise InvalidInput(
+            "query parameters given more than once",
+            [ErrorItem((name,), "given more than once: send it once") for name in repeated],
+        )
+
+
+def install_single_query_values(app: Flask) -> None:
+    """A known query parameter given twice (`?format=csv&format=jsonl`) is a 422 naming it.
+
+    flask-openapi3 reads a one-value parameter with `request.args.get`, the first value,
+    silently ignoring the others; this runs before it, after the API key check.
+    """
+    app.before_request(_single_query_values)

@@ -70,7 +70,7 @@ def serve(config: ApiConfig, host: str, port: int, workers: int, threads: int) -
     options = {
         "bind": bind_address(host, port),
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "api.worker.ProblemThreadWorker",  # gthread; its own errors as problems
         "threads": threads,
         "timeout": 300,
         "graceful_timeout": 30,

@@ -1,4 +1,5 @@
-"""Audits: queue a data set for explanation, follow it, fetch its results and report, cancel.
+"""Audits: queue a data set for explanation, follow it, fetch its results and report, cancel,
+and resume a failed or cancelled one.
 
 Jobs live in the service database (`explainer.audit.store`) and run in a background worker
 thread in every worker process, started when this blueprint is registered; an unfinished
@@ -20,7 +21,7 @@ from flask.blueprints import BlueprintSetupState
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.errors import UnsupportedMediaType, invalid_input
+from api.errors import Conflict, UnsupportedMediaType, invalid_input
 from api.limits import check_limits, model_limits
 from api.openapi import problem_responses, request_body
 from api.parsing import JSON_MIME, MULTIPART_MIME, REQUEST_FIELD, multipart_request
@@ -37,6 +38,7 @@ from explainer.audit import (
 )
 from explainer.audit.io import MEDIA_TYPES, export_texts, format_of, read_rows
 from explainer.audit.runner import audit_methods
+from explainer.audit.store import STOPPED
 from models.errors import ErrorItem, InvalidInput, NotFound, NotYet, PayloadTooLarge
 
 bp = APIBlueprint("audits", __name__, abp_tags=[Tag(name="audits")])
@@ -309,6 +311,29 @@ def get_audit(path: AuditPath) -> Response:
 def cancel_audit(path: AuditPath) -> Response:
     store = _store(current_app, runtime())
     return jsonify(_document(store.cancel(path.id, _owner())))
+
+
+@bp.post(
+    "/v1/audits/<id>/resume",
+    summary="Queue a failed or cancelled audit again; the rows already stored are kept",
+    description="Returns 202 with the job (queued again, its error cleared) and its `Location`, "
+    "as `POST /v1/audits` does; only the rows not stored yet are explained. An audit that is "
+    "queued, running or completed is a 409.",
+    responses={202: AuditCreated, **problem_responses(bp, 401, 404, 409)},
+)
+def resume_audit(path: AuditPath) -> Response:
+    _, store, job = _own_job(path.id)  # another caller's audit: a 404
+    if job.status in STOPPED:
+        try:
+            job = store.requeue(job.id, _owner())
+        except NotFound:  # resumed by a concurrent request since it was read
+            job = store.get(job.id, _owner())
+        else:
+            response = jsonify(_document(job))
+            response.status_code = 202
+            response.headers["Location"] = url_for("audits.get_audit", id=job.id)
+            return response
+    raise Conflict(f"the audit is {job.status}: only a failed or cancelled audit can be resumed")
 
 
 @bp.get(

@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 
 from api.routes import audits as audits_route
 from api.runtime import EXTENSION
+from explainer.audit import runner
 from explainer.audit.runner import rehearse
 from tests.api.conftest import AppFactory, app_factory
 from tests.audit.conftest import CHEAP_OPTIONS, MODEL, credit_rows
@@ -340,3 +341,126 @@ def test_a_report_before_any_row_is_stored_is_a_409(make_app: AppFactory) -> Non
     assert report.mimetype == "application/problem+json"
     assert "has no rows stored" in report.get_json()["detail"]
     assert client.get("/v1/audits/0123456789abcdef/report").status_code == 404
+
+
+# ---- POST /v1/audits/{id}/resume ----
+
+RESUME_SEED = 4242  # marks the chunks of the resume tests' jobs (other apps' workers run too)
+
+
+def results_by_row(client: FlaskClient, location: str, **kwargs: Any) -> dict[int, bytes]:
+    """The stored JSONL lines by row; fails if a row is stored twice."""
+    lines = client.get(f"{location}/results?format=jsonl", **kwargs).get_data().splitlines()
+    rows = [json.loads(line)["row"] for line in lines]
+    assert len(rows) == len(set(rows)), rows
+    return dict(zip(rows, lines, strict=True))
+
+
+def test_a_failed_audit_resumes_without_redoing_its_rows(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    explained: list[int] = []  # rows explained, chunk by chunk
+    failures = [4]  # the chunk holding row 4 fails, once
+    real_chunk = runner.explain_chunk
+
+    def flaky_chunk(handle: Any, engine: Any, spec: Any, chunk: Any) -> Any:
+        documents = real_chunk(handle, engine, spec, chunk)
+        if spec.seed == RESUME_SEED:
+            rows = [index for index, _ in chunk]
+            if failures and failures[0] in rows:
+                failures.clear()
+                raise RuntimeError("simulated failure")
+            explained.extend(rows)
+        return documents
+
+    monkeypatch.setattr(runner, "explain_chunk", flaky_chunk)
+    client = make_app().test_client()
+    body = {
+        "model": MODEL,
+        "instances": credit_rows(8),
+        "methods": ["saliency", "integrated_gradients"],
+        "seed": RESUME_SEED,
+        "chunk_size": 2,
+    }
+    location = client.post("/v1/audits", json=body).headers["Location"]
+    failed = wait_for(client, location, 60)[-1]
+    assert failed["status"] == "failed", failed
+    assert failed["progress"]["done"] == 4 and "RuntimeError" in failed["error"]
+    before = results_by_row(client, location)
+    assert sorted(before) == [0, 1, 2, 3]
+
+    resumed = client.post(f"{location}/resume")
+    assert resumed.status_code == 202, resumed.get_json()
+    assert resumed.headers["Location"] == location
+    job = resumed.get_json()
+    assert (job["status"], job["error"], job["progress"]["done"]) == ("queued", None, 4)
+
+    final = wait_for(client, location, 60)[-1]
+    assert final["status"] == "completed", final
+    assert final["progress"] == {"done": 8, "total": 8, "fraction": 1.0, "failed": 0}
+    after = results_by_row(client, location)
+    assert sorted(after) == list(range(8))  # every row exactly once
+    assert {row: after[row] for row in before} == before  # rows 0-3 as stored, not redone
+    assert sorted(explained) == list(range(8)), explained  # each row explained once
+
+    again = client.post(f"{location}/resume")  # completed: nothing to resume
+    assert again.status_code == 409
+    assert again.mimetype == "application/problem+json"
+    assert again.get_json()["detail"] == (
+        "the audit is completed: only a failed or cancelled audit can be resumed"
+    )
+
+
+def test_a_cancelled_audit_resumes_and_completes_every_row_once(keyed: FlaskClient) -> None:
+    body = {
+        "model": MODEL,
+        "instances": credit_rows(40),
+        "methods": ["saliency"],
+        "seed": RESUME_SEED + 1,
+        "chunk_size": 4,
+    }
+    headers = auth("alice-key")
+    location = keyed.post("/v1/audits", json=body, headers=headers).headers["Location"]
+    assert keyed.delete(location, headers=headers).get_json()["status"] == "cancelled"
+    time.sleep(1.5)  # the worker stops at its next checkpoint or heartbeat
+    done = keyed.get(location, headers=headers).get_json()["progress"]["done"]
+    assert done < 40
+
+    resumed = keyed.post(f"{location}/resume", headers=headers)
+    assert resumed.status_code == 202, resumed.get_json()
+    assert resumed.headers["Location"] == location
+    assert resumed.get_json()["status"] in ("queued", "running")
+    final = wait_for(keyed, location, 60, headers=headers)[-1]
+    assert final["status"] == "completed", final
+    assert final["progress"]["done"] == 40
+    assert sorted(results_by_row(keyed, location, headers=headers)) == list(range(40))
+
+
+def test_resume_is_for_the_owners_stopped_audits(keyed: FlaskClient) -> None:
+    body = {"model": MODEL, "instances": credit_rows(2), "methods": ["saliency"]}
+    location = keyed.post("/v1/audits", json=body, headers=auth("alice-key")).headers["Location"]
+    # Another caller's audit, and one that does not exist: 404, as on the other audit routes.
+    for url, key in ((location, "bob-key"), ("/v1/audits/" + "0" * 32, "alice-key")):
+        answer = keyed.post(f"{url}/resume", headers=auth(key))
+        assert answer.status_code == 404
+        assert answer.mimetype == "application/problem+json"
+    assert keyed.post(f"{location}/resume").status_code == 401
+    # Queued, running or completed: a 409 naming its status; the job is left as it is.
+    status = keyed.get(location, headers=auth("alice-key")).get_json()["status"]
+    answer = keyed.post(f"{location}/resume", headers=auth("alice-key"))
+    assert answer.status_code == 409
+    assert answer.mimetype == "application/problem+json"
+    problem = answer.get_json()
+    assert problem["title"] == "Conflict"
+    assert problem["detail"].startswith("the audit is ")
+    assert problem["detail"].split()[3].rstrip(":") in ("queued", "running", "completed")
+    assert status in ("queued", "running", "completed")
+    final = wait_for(keyed, location, 60, headers=auth("alice-key"))[-1]
+    assert final["status"] == "completed"
+
+
+def test_resume_is_in_the_spec(keyed: FlaskClient) -> None:
+    spec = keyed.get("/openapi.json", headers=auth("alice-key")).get_json()
+    operation = spec["paths"]["/v1/audits/{id}/resume"]["post"]
+    assert set(operation["responses"]) >= {"202", "401", "404", "409", "422"}
+    assert set(operation["responses"]["202"]["headers"]) == {"Location"}
