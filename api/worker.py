@@ -10,6 +10,12 @@ be clinical data), and logs the status and the exception's class only.
 
 The status and reason are gunicorn's own: its `Worker.handle_error` decides them, writing
 its page to a stand-in socket that keeps them, with a stand-in logger that drops its lines.
+
+It also closes the connection, saying so (`Connection: close`), after a response that left
+much of the request body unread (a 413 for a body over the limit, the overload gate's 503
+to an image upload): gunicorn discards at most 64 KiB of an unread body before it closes
+the connection, and would otherwise have announced `keep-alive`, so that a client's next
+request on that connection failed with the connection reset, without an answer.
 """
 
 from __future__ import annotations
@@ -18,15 +24,22 @@ import json
 import traceback
 import uuid
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import util
 from gunicorn.http import errors as http
+from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.http.wsgi import Response
 from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import ThreadWorker
 
 from api.errors import PROBLEM_MIME, problem_document
 from api.observability import REQUEST_ID_HEADER
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # What was wrong, by gunicorn's exception class (the first match wins); `{...}` fields are
 # the worker's settings. None of them holds a byte of the request.
@@ -53,6 +66,9 @@ DETAILS: tuple[tuple[type[BaseException], str], ...] = (
     (http.ForbiddenProxyRequest, "PROXY protocol requests are not allowed from this address"),
 )
 UNEXPECTED = "the server failed to handle the request"
+# The most of an unread request body gunicorn discards to keep the connection
+# (`gunicorn.http.parser._DRAIN_MAX_BYTES`); with more left it closes the connection.
+DRAIN_LIMIT = 64 * 1024
 
 
 class _StatusLine:
@@ -117,8 +133,45 @@ def problem_bytes(status: int, reason: str, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+def body_left_over(environ: WSGIEnvironment) -> bool:
+    """Whether more of the request body is unread than gunicorn discards to keep the
+    connection (a chunked body not read to its end counts as too much: its size is unknown)."""
+    body = environ.get("wsgi.input")
+    reader = getattr(body, "reader", None)
+    if isinstance(reader, LengthReader):
+        buffered = getattr(body, "buf", None)
+        held = len(buffered.getbuffer()) - buffered.tell() if buffered is not None else 0
+        return reader.length + held >= DRAIN_LIMIT
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is not None
+    return False
+
+
+class CloseWhenBodyLeft:
+    """WSGI middleware: a response that leaves more of the request body unread than gunicorn
+    discards says `Connection: close` (gunicorn would close the connection after it anyway)."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            response = getattr(start_response, "__self__", None)  # gunicorn's, bound
+            if isinstance(response, Response) and body_left_over(environ):
+                response.force_close()
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
 class ProblemThreadWorker(ThreadWorker):
     """The gthread worker, with gunicorn's own error answers as problem+json."""
+
+    wsgi: Any  # the application, set by `load_wsgi`
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.wsgi = CloseWhenBodyLeft(self.wsgi)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         addr = addr or ("", -1)  # a unix socket

@@ -135,3 +135,24 @@ def test_the_server_still_answers_after_them(server: LiveServer) -> None:
     status, headers, body = exchange(server, request("GET /healthz HTTP/1.1", "Connection: close"))
     assert status == 200, body
     assert headers["content-type"].startswith("application/json")
+
+
+def test_a_body_over_the_limit_closes_the_connection_saying_so(server: LiveServer) -> None:
+    """The app answers 413 without reading the body; gunicorn then discards at most 64 KiB
+    of it and closes the connection, so the answer must not announce keep-alive (a client
+    would send its next request on a connection about to close, and get no answer)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = request(
+        "POST /v1/models/anything/explain HTTP/1.1",
+        "Content-Type: application/json",
+        f"Content-Length: {16 * 1024 * 1024 + 1}",  # one byte over the default limit
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + b"[" + b" " * 256 * 1024)  # the rest is never sent
+        received = b""
+        while b"\r\n\r\n" not in received and (chunk := sock.recv(65536)):
+            received += chunk
+    status_line, *lines = received.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+    assert status_line.split(" ")[1] == "413"
+    assert headers["connection"] == "close"
