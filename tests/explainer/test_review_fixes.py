@@ -281,7 +281,9 @@ def test_smoothgrad_noises_a_constant_background_feature_on_its_declared_range(
     """f1 (0..10) is constant in the background: its noise is a quarter of its range, not the
     mean of the other features' deviations (about 1, in their units); one background row
     has no spread at all, and every feature takes its range."""
-    background = centred_background(200, 6)
+    lows, highs = (np.array([r[key] for r in RANGES.values()]) for key in ("min", "max"))
+    drawn = np.random.default_rng(0).random((200, 6))
+    background = (lows + (highs - lows) * drawn).astype(np.float32)  # within the ranges
     background[:, 1] = 4.0
     options = ExplainOptions(smoothgrad={"nt_samples": 256, "stdev": 0.2})
     for name, rows in (("constant", background), ("one-row", background[:1])):
