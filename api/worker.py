@@ -105,9 +105,15 @@ def gunicorn_status(worker: Worker, req: Any, addr: Any, exc: BaseException) -> 
     return line.status, line.reason
 
 
+def server_fault(exc: BaseException, status: int) -> bool:
+    """Whether gunicorn's answer is a server error, not the client's (its 501 for a transfer
+    coding it does not support is the client's)."""
+    return status >= 500 and not isinstance(exc, http.UnsupportedTransferCoding)
+
+
 def detail_of(exc: BaseException, status: int, reason: str, cfg: Any) -> str:
     """What was wrong, without the request's bytes."""
-    if status >= 500 and not isinstance(exc, http.UnsupportedTransferCoding):
+    if server_fault(exc, status):
         return UNEXPECTED
     for kind, detail in DETAILS:
         if isinstance(exc, kind):
@@ -176,7 +182,7 @@ class ProblemThreadWorker(ThreadWorker):
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         addr = addr or ("", -1)  # a unix socket
         status, reason = gunicorn_status(self, req, addr, exc)
-        if status >= 500 and not isinstance(exc, http.UnsupportedTransferCoding):
+        if server_fault(exc, status):
             # Not the client's fault. The class and the stack, without the message or the
             # URI that gunicorn logs.
             stack = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
